@@ -1,0 +1,262 @@
+//! Plugin manifests: `<name>.toml` beside `<name>.wasm`.
+//!
+//! Parsing is strict (unknown keys are errors naming the key) because a typo in a
+//! capability must never silently grant or drop something. This module only reads
+//! and validates; what a plugin actually gets is decided in `policy`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a plugin is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// Runs tasks (world `executor`).
+    Executor,
+    /// Chooses workers and tasks (world `strategy`).
+    Strategy,
+}
+
+impl PluginKind {
+    /// The WIT world name.
+    pub fn world(self) -> &'static str {
+        match self {
+            PluginKind::Executor => "executor",
+            PluginKind::Strategy => "strategy",
+        }
+    }
+}
+
+/// A plugin manifest as written by its author.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Manifest {
+    /// Plugin name; must equal the file stem.
+    pub name: String,
+    /// The plugin's own version (informational).
+    pub version: String,
+    /// Executor or strategy.
+    pub kind: PluginKind,
+    /// Task types an executor handles (default: its name).
+    #[serde(default)]
+    pub task_types: Vec<String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Optional pin: the lowercase hex SHA-256 of the `.wasm` file.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Capabilities requested. Everything is denied unless asked for here and allowed by policy.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Limits requested; the host policy caps each of them.
+    #[serde(default)]
+    pub limits: RequestedLimits,
+    /// Configuration served through `wasi:config/store`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Capabilities a plugin asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Capabilities {
+    /// A private scratch directory at `/scratch`, removed after the task.
+    #[serde(default)]
+    pub scratch: bool,
+    /// Named read-only directories, visible at `/<name>`; the host policy maps names to paths.
+    #[serde(default)]
+    pub read_dirs: Vec<String>,
+    /// Environment variable names; values come from the host policy.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Hosts reachable through `wasi:http` outgoing requests.
+    #[serde(default)]
+    pub outbound_hosts: Vec<String>,
+    /// Tenant-scoped shared memory through `wasi:keyvalue`.
+    #[serde(default)]
+    pub memory: bool,
+}
+
+/// Limits a plugin asks for; `None` means the host default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RequestedLimits {
+    /// Linear memory, MiB.
+    pub memory_mb: Option<u64>,
+    /// CPU time in the guest, ms.
+    pub cpu_ms: Option<u64>,
+    /// Wall-clock time, ms.
+    pub timeout_ms: Option<u64>,
+    /// Output size, KiB.
+    pub output_kb: Option<u64>,
+    /// Captured log (stdout, stderr, wasi:logging), KiB; the rest is dropped.
+    pub log_kb: Option<u64>,
+}
+
+impl Manifest {
+    /// Parses and validates a manifest; `file_stem` is the name the file is stored under.
+    pub fn parse(text: &str, file_stem: &str) -> Result<Manifest, String> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        manifest.validate(file_stem)?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, file_stem: &str) -> Result<(), String> {
+        if self.name != file_stem {
+            return Err(format!(
+                "key `name`: is {:?} but the file is {file_stem}.toml",
+                self.name
+            ));
+        }
+        if !is_identifier(&self.name) {
+            return Err(format!(
+                "key `name`: {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'",
+                self.name
+            ));
+        }
+        match self.kind {
+            PluginKind::Executor => {
+                for t in &self.task_types {
+                    if !is_identifier(t) {
+                        return Err(format!("key `task-types`: invalid task type {t:?}"));
+                    }
+                }
+            }
+            PluginKind::Strategy => {
+                if !self.task_types.is_empty() {
+                    return Err("key `task-types`: strategies do not handle task types".into());
+                }
+                let c = &self.capabilities;
+                if c.scratch
+                    || !c.read_dirs.is_empty()
+                    || !c.env.is_empty()
+                    || !c.outbound_hosts.is_empty()
+                    || c.memory
+                {
+                    return Err(
+                        "key `capabilities`: strategies are pure and get no capabilities".into(),
+                    );
+                }
+            }
+        }
+        if let Some(pin) = &self.sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("key `sha256`: must be 64 hex digits".into());
+            }
+        }
+        for dir in &self.capabilities.read_dirs {
+            if !is_identifier(dir) || dir == "scratch" {
+                return Err(format!(
+                    "key `capabilities.read-dirs`: invalid directory name {dir:?}"
+                ));
+            }
+        }
+        for var in &self.capabilities.env {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                return Err(format!(
+                    "key `capabilities.env`: invalid variable name {var:?}"
+                ));
+            }
+        }
+        for host in &self.capabilities.outbound_hosts {
+            if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+                return Err(format!(
+                    "key `capabilities.outbound-hosts`: invalid host {host:?}"
+                ));
+            }
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.memory-mb", l.memory_mb),
+            ("limits.cpu-ms", l.cpu_ms),
+            ("limits.timeout-ms", l.timeout_ms),
+            ("limits.output-kb", l.output_kb),
+        ] {
+            if value == Some(0) {
+                return Err(format!("key `{key}`: must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Task types this executor handles (its name when none are listed).
+    pub fn handled_task_types(&self) -> Vec<String> {
+        if self.task_types.is_empty() {
+            vec![self.name.clone()]
+        } else {
+            self.task_types.clone()
+        }
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = r#"
+name = "sha256"
+version = "0.1.0"
+kind = "executor"
+task-types = ["sha256"]
+[capabilities]
+env = ["HOME"]
+[limits]
+memory-mb = 16
+"#;
+
+    #[test]
+    fn a_valid_manifest_parses() {
+        let m = Manifest::parse(SHA, "sha256").unwrap();
+        assert_eq!(m.kind, PluginKind::Executor);
+        assert_eq!(m.capabilities.env, vec!["HOME".to_string()]);
+        assert_eq!(m.limits.memory_mb, Some(16));
+        assert!(!m.capabilities.scratch);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_it() {
+        let text = SHA.replace("env = [\"HOME\"]", "network = true");
+        let err = Manifest::parse(&text, "sha256").unwrap_err();
+        assert!(err.contains("network"), "{err}");
+    }
+
+    #[test]
+    fn the_name_must_match_the_file() {
+        let err = Manifest::parse(SHA, "other").unwrap_err();
+        assert!(err.contains("`name`"), "{err}");
+    }
+
+    #[test]
+    fn strategies_cannot_ask_for_capabilities() {
+        let text =
+            "name = \"s\"\nversion = \"1\"\nkind = \"strategy\"\n[capabilities]\nscratch = true\n";
+        let err = Manifest::parse(text, "s").unwrap_err();
+        assert!(err.contains("pure"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_pin_is_rejected() {
+        let text = format!("{SHA}\n").replace("kind =", "sha256 = \"abc\"\nkind =");
+        let err = Manifest::parse(&text, "sha256").unwrap_err();
+        assert!(err.contains("sha256"), "{err}");
+    }
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        let text = SHA.replace("memory-mb = 16", "cpu-ms = 0");
+        assert!(
+            Manifest::parse(&text, "sha256")
+                .unwrap_err()
+                .contains("cpu-ms")
+        );
+    }
+}

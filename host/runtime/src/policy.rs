@@ -1,0 +1,271 @@
+//! Host policy and the grant it yields for one plugin.
+//!
+//! Deny by default: a plugin gets a capability only when its manifest asks for it *and*
+//! the host policy allows it. Limits are the manifest's request (or the host default),
+//! capped by the host maximum. This module computes grants; it never touches a sandbox.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+
+/// Resource limits of one sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Limits {
+    /// Linear memory, bytes (all memories of the instance together).
+    pub memory_bytes: u64,
+    /// CPU time spent in guest code.
+    #[serde(with = "millis")]
+    pub cpu: Duration,
+    /// Wall-clock time for the whole call, including time the guest waits.
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+    /// Output size, bytes.
+    pub output_bytes: u64,
+    /// Captured log, bytes.
+    pub log_bytes: u64,
+}
+
+impl Limits {
+    /// The host's defaults for executors.
+    pub const EXECUTOR_DEFAULT: Limits = Limits {
+        memory_bytes: 64 << 20,
+        cpu: Duration::from_secs(30),
+        timeout: Duration::from_secs(60),
+        output_bytes: 1 << 20,
+        log_bytes: 256 << 10,
+    };
+
+    /// The largest values a plugin may ask for unless the operator raises them.
+    pub const EXECUTOR_MAX: Limits = Limits {
+        memory_bytes: 512 << 20,
+        cpu: Duration::from_secs(600),
+        timeout: Duration::from_secs(3600),
+        output_bytes: 16 << 20,
+        log_bytes: 4 << 20,
+    };
+
+    /// Limits of one strategy call: strategies answer quickly or not at all.
+    pub const STRATEGY: Limits = Limits {
+        memory_bytes: 64 << 20,
+        cpu: Duration::from_millis(200),
+        timeout: Duration::from_millis(500),
+        output_bytes: 0,
+        log_bytes: 16 << 10,
+    };
+
+    fn min(self, other: Limits) -> Limits {
+        Limits {
+            memory_bytes: self.memory_bytes.min(other.memory_bytes),
+            cpu: self.cpu.min(other.cpu),
+            timeout: self.timeout.min(other.timeout),
+            output_bytes: self.output_bytes.min(other.output_bytes),
+            log_bytes: self.log_bytes.min(other.log_bytes),
+        }
+    }
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// What the operator allows plugins on this host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HostPolicy {
+    /// Whether plugins may have a scratch directory at all.
+    pub allow_scratch: bool,
+    /// Where scratch directories are created (one fresh directory per task, removed after).
+    pub scratch_root: PathBuf,
+    /// Named directories plugins may ask to read: name → host path.
+    pub read_dirs: BTreeMap<String, PathBuf>,
+    /// Environment variables plugins may ask for: name → value.
+    pub env: BTreeMap<String, String>,
+    /// Hosts plugins may ask to reach over HTTP; `"*"` allows any host a manifest lists.
+    pub outbound_hosts: Vec<String>,
+    /// Whether plugins may use tenant-scoped shared memory.
+    pub allow_memory: bool,
+    /// Limits for executors that do not ask for their own.
+    pub default_limits: Limits,
+    /// The most any executor may ask for.
+    pub max_limits: Limits,
+    /// Refuse plugins whose manifest does not pin the `.wasm` file's SHA-256.
+    pub require_sha256_pin: bool,
+}
+
+impl Default for HostPolicy {
+    fn default() -> Self {
+        HostPolicy {
+            allow_scratch: true,
+            scratch_root: std::env::temp_dir().join("sentinel-scratch"),
+            read_dirs: BTreeMap::new(),
+            env: BTreeMap::new(),
+            outbound_hosts: Vec::new(),
+            allow_memory: true,
+            default_limits: Limits::EXECUTOR_DEFAULT,
+            max_limits: Limits::EXECUTOR_MAX,
+            require_sha256_pin: false,
+        }
+    }
+}
+
+/// Exactly what one plugin gets: the intersection of its manifest and the host policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    /// A fresh scratch directory per task at `/scratch`.
+    pub scratch: bool,
+    /// Read-only directories: guest path `/<name>` → host path.
+    pub read_dirs: Vec<(String, PathBuf)>,
+    /// Environment variables visible to the guest.
+    pub env: Vec<(String, String)>,
+    /// Hosts the guest may reach over `wasi:http`; empty means no outbound HTTP.
+    pub outbound_hosts: Vec<String>,
+    /// Tenant-scoped shared memory.
+    pub memory: bool,
+    /// Effective limits.
+    pub limits: Limits,
+    /// Served through `wasi:config/store`.
+    pub config: BTreeMap<String, String>,
+}
+
+impl Grant {
+    /// What `manifest` gets under `policy`. Requests the policy refuses are left out, not errors:
+    /// the plugin sees the same denial it would see for anything else it was not given.
+    pub fn new(manifest: &Manifest, policy: &HostPolicy) -> Grant {
+        let caps = &manifest.capabilities;
+        let requested = &manifest.limits;
+        let defaults = policy.default_limits;
+        let asked = Limits {
+            memory_bytes: requested
+                .memory_mb
+                .map_or(defaults.memory_bytes, |mb| mb << 20),
+            cpu: requested.cpu_ms.map_or(defaults.cpu, Duration::from_millis),
+            timeout: requested
+                .timeout_ms
+                .map_or(defaults.timeout, Duration::from_millis),
+            output_bytes: requested
+                .output_kb
+                .map_or(defaults.output_bytes, |kb| kb << 10),
+            log_bytes: requested.log_kb.map_or(defaults.log_bytes, |kb| kb << 10),
+        };
+        let any_host = policy.outbound_hosts.iter().any(|h| h == "*");
+        Grant {
+            scratch: caps.scratch && policy.allow_scratch,
+            read_dirs: caps
+                .read_dirs
+                .iter()
+                .filter_map(|name| {
+                    policy
+                        .read_dirs
+                        .get(name)
+                        .map(|p| (name.clone(), p.clone()))
+                })
+                .collect(),
+            env: caps
+                .env
+                .iter()
+                .filter_map(|name| policy.env.get(name).map(|v| (name.clone(), v.clone())))
+                .collect(),
+            outbound_hosts: caps
+                .outbound_hosts
+                .iter()
+                .filter(|h| {
+                    any_host
+                        || policy
+                            .outbound_hosts
+                            .iter()
+                            .any(|p| p.eq_ignore_ascii_case(h))
+                })
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            memory: caps.memory && policy.allow_memory,
+            limits: asked.min(policy.max_limits),
+            config: manifest.config.clone(),
+        }
+    }
+
+    /// The grant of every strategy: nothing but fixed, small limits.
+    pub fn strategy() -> Grant {
+        Grant {
+            scratch: false,
+            read_dirs: Vec::new(),
+            env: Vec::new(),
+            outbound_hosts: Vec::new(),
+            memory: false,
+            limits: Limits::STRATEGY,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(caps: &str) -> Manifest {
+        let text = format!("name = \"p\"\nversion = \"1\"\nkind = \"executor\"\n{caps}");
+        Manifest::parse(&text, "p").unwrap()
+    }
+
+    #[test]
+    fn nothing_is_granted_by_default() {
+        let g = Grant::new(&manifest(""), &HostPolicy::default());
+        assert!(!g.scratch && !g.memory);
+        assert!(g.read_dirs.is_empty() && g.env.is_empty() && g.outbound_hosts.is_empty());
+        assert_eq!(g.limits, Limits::EXECUTOR_DEFAULT);
+    }
+
+    #[test]
+    fn a_capability_needs_both_manifest_and_policy() {
+        let m = manifest(
+            "[capabilities]\nenv = [\"A\", \"B\"]\nread-dirs = [\"models\", \"secrets\"]\noutbound-hosts = [\"api.example.com\", \"evil.example\"]\n",
+        );
+        let mut policy = HostPolicy::default();
+        policy.env.insert("A".into(), "1".into());
+        policy.env.insert("C".into(), "3".into());
+        policy
+            .read_dirs
+            .insert("models".into(), "/srv/models".into());
+        policy.outbound_hosts.push("API.example.com".into());
+        let g = Grant::new(&m, &policy);
+        assert_eq!(g.env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(
+            g.read_dirs,
+            vec![("models".to_string(), PathBuf::from("/srv/models"))]
+        );
+        assert_eq!(g.outbound_hosts, vec!["api.example.com".to_string()]);
+    }
+
+    #[test]
+    fn requested_limits_are_capped_by_the_host() {
+        let m = manifest("[limits]\nmemory-mb = 100000\ncpu-ms = 5\n");
+        let g = Grant::new(&m, &HostPolicy::default());
+        assert_eq!(g.limits.memory_bytes, Limits::EXECUTOR_MAX.memory_bytes);
+        assert_eq!(g.limits.cpu, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn the_policy_can_refuse_scratch_and_memory() {
+        let m = manifest("[capabilities]\nscratch = true\nmemory = true\n");
+        let policy = HostPolicy {
+            allow_scratch: false,
+            allow_memory: false,
+            ..HostPolicy::default()
+        };
+        let g = Grant::new(&m, &policy);
+        assert!(!g.scratch && !g.memory);
+    }
+}
