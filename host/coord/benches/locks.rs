@@ -1,0 +1,2 @@
+// Placeholder until the coordination benches land.
+fn main() {}

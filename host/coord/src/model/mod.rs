@@ -1,0 +1,19 @@
+//! Plain data shared by the store contract, every backend and the managers: locks, workers,
+//! memory entries, tasks. Nothing here does I/O or reads a clock; helpers that need "now" take it.
+
+mod lock;
+mod memory;
+mod task;
+mod worker;
+
+pub use lock::*;
+pub use memory::*;
+pub use task::*;
+pub use worker::*;
+
+/// The tenant used when none is configured.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Tenant for the system's own bookkeeping (e.g. the maintenance leader lock), so it never
+/// collides with a user's key.
+pub const SYSTEM_TENANT: &str = "__sentinel";

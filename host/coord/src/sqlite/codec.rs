@@ -1,0 +1,32 @@
+//! Conversions between SQLite columns and model types. Decoding failures become
+//! `StoreError::Corrupt`; nothing here touches a connection.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::StoreError;
+
+pub(super) fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("unencodable value: {e}")))
+}
+
+pub(super) fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON column: {e}")))
+}
+
+pub(super) fn u64_col(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+/// Binds an optional id list as a JSON array for `IN (SELECT value FROM json_each(?))`.
+pub(super) fn json_list(v: Option<&Vec<String>>) -> Result<Option<String>, StoreError> {
+    v.map(|l| to_json(l)).transpose()
+}
+
+pub(super) fn next_counter(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<u64, StoreError> {
+    let v: i64 = tx
+        .prepare_cached("UPDATE counters SET value = value + 1 WHERE name = ?1 RETURNING value")
+        .and_then(|mut s| s.query_row([name], |r| r.get(0)))
+        .map_err(super::map_err)?;
+    Ok(u64_col(v))
+}

@@ -1,0 +1,211 @@
+//! Lock SQL. A grant's token comes from one store-wide counter, so it is strictly greater than
+//! every earlier grant of any key, even across deletes, restarts and processes.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use super::codec::{from_json, next_counter, to_json, u64_col};
+use super::{SqliteStore, map_err};
+use crate::error::{LockError, StoreError};
+use crate::model::{Lock, LockFilter, LockRequest};
+use crate::store::{LockStore, StoreResult};
+
+const COLS: &str = "tenant, key, owner, token, acquired_at, expires_at, metadata";
+
+fn row_to_lock(r: &Row<'_>) -> rusqlite::Result<(Lock, String)> {
+    Ok((
+        Lock {
+            tenant: r.get(0)?,
+            key: r.get(1)?,
+            owner: r.get(2)?,
+            token: u64_col(r.get(3)?),
+            acquired_at: r.get(4)?,
+            expires_at: r.get(5)?,
+            metadata: serde_json::Value::Null,
+        },
+        r.get(6)?,
+    ))
+}
+
+fn decode((mut lock, meta): (Lock, String)) -> Result<Lock, StoreError> {
+    lock.metadata = from_json(&meta)?;
+    Ok(lock)
+}
+
+fn fetch(tx: &Transaction<'_>, tenant: &str, key: &str) -> Result<Option<Lock>, StoreError> {
+    tx.prepare_cached(&format!(
+        "SELECT {COLS} FROM locks WHERE tenant = ?1 AND key = ?2"
+    ))
+    .and_then(|mut s| s.query_row(params![tenant, key], row_to_lock).optional())
+    .map_err(map_err)?
+    .map(decode)
+    .transpose()
+}
+
+/// The shared owner/token/expiry check of release and renew.
+fn check_grant(
+    tx: &Transaction<'_>,
+    now: i64,
+    tenant: &str,
+    key: &str,
+    owner: &str,
+    token: u64,
+) -> Result<Lock, LockError> {
+    let Some(lock) = fetch(tx, tenant, key)? else {
+        return Err(LockError::NotFound {
+            key: key.to_string(),
+        });
+    };
+    if lock.owner != owner || lock.token != token {
+        return Err(LockError::InvalidOwner {
+            key: key.to_string(),
+            owner: owner.to_string(),
+        });
+    }
+    if lock.is_expired_at(now) {
+        return Err(LockError::Expired {
+            key: key.to_string(),
+        });
+    }
+    Ok(lock)
+}
+
+#[async_trait]
+impl LockStore for SqliteStore {
+    async fn acquire_lock(&self, req: &LockRequest) -> StoreResult<Option<Lock>> {
+        let req = req.clone();
+        let meta = to_json(&req.metadata)?;
+        self.write(move |tx, now| {
+            let held: Option<i64> = tx
+                .prepare_cached("SELECT expires_at FROM locks WHERE tenant = ?1 AND key = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![req.tenant, req.key], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(map_err)?;
+            if held.is_some_and(|exp| now < exp) {
+                return Ok(None);
+            }
+            let token = next_counter(tx, "lock_fence")?;
+            let expires_at = now.saturating_add(req.ttl_ms.min(i64::MAX as u64) as i64);
+            tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO locks ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    req.tenant,
+                    req.key,
+                    req.owner,
+                    token as i64,
+                    now,
+                    expires_at,
+                    meta
+                ])
+            })
+            .map_err(map_err)?;
+            Ok(Some(Lock {
+                tenant: req.tenant,
+                key: req.key,
+                owner: req.owner,
+                token,
+                acquired_at: now,
+                expires_at,
+                metadata: req.metadata,
+            }))
+        })
+        .await
+    }
+
+    async fn release_lock(
+        &self,
+        tenant: &str,
+        key: &str,
+        owner: &str,
+        token: u64,
+    ) -> Result<(), LockError> {
+        let (tenant, key, owner) = (tenant.to_string(), key.to_string(), owner.to_string());
+        self.write(move |tx, now| {
+            let outcome = check_grant(tx, now, &tenant, &key, &owner, token);
+            if matches!(outcome, Ok(_) | Err(LockError::Expired { .. })) {
+                // An expired grant is dead weight either way; removing it is always safe.
+                tx.prepare_cached("DELETE FROM locks WHERE tenant = ?1 AND key = ?2")
+                    .and_then(|mut s| s.execute(params![tenant, key]))
+                    .map_err(map_err)?;
+            }
+            Ok(outcome.map(|_| ()))
+        })
+        .await?
+    }
+
+    async fn renew_lock(
+        &self,
+        tenant: &str,
+        key: &str,
+        owner: &str,
+        token: u64,
+        ttl_ms: u64,
+    ) -> Result<Lock, LockError> {
+        let (tenant, key, owner) = (tenant.to_string(), key.to_string(), owner.to_string());
+        self.write(move |tx, now| {
+            let mut lock = match check_grant(tx, now, &tenant, &key, &owner, token) {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(e)),
+            };
+            lock.expires_at = now.saturating_add(ttl_ms.min(i64::MAX as u64) as i64);
+            tx.prepare_cached("UPDATE locks SET expires_at = ?3 WHERE tenant = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute(params![tenant, key, lock.expires_at]))
+                .map_err(map_err)?;
+            Ok(Ok(lock))
+        })
+        .await?
+    }
+
+    async fn get_lock(&self, tenant: &str, key: &str) -> StoreResult<Option<Lock>> {
+        let (tenant, key) = (tenant.to_string(), key.to_string());
+        self.read(move |tx, now| Ok(fetch(tx, &tenant, &key)?.filter(|l| !l.is_expired_at(now))))
+            .await
+    }
+
+    async fn list_locks(&self, filter: &LockFilter) -> StoreResult<Vec<Lock>> {
+        let f = filter.clone();
+        self.read(move |tx, now| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {COLS} FROM locks
+                     WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR owner = ?2)
+                       AND (?3 OR expires_at > ?4)
+                     ORDER BY tenant, key"
+                ))
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(
+                    params![f.tenant, f.owner, f.include_expired, now],
+                    row_to_lock,
+                )
+                .map_err(map_err)?;
+            rows.map(|r| decode(r.map_err(map_err)?)).collect()
+        })
+        .await
+    }
+
+    async fn cleanup_stale_locks(&self) -> StoreResult<u64> {
+        self.write(|tx, now| {
+            tx.prepare_cached("DELETE FROM locks WHERE expires_at <= ?1")
+                .and_then(|mut s| s.execute([now]))
+                .map(|n| n as u64)
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn release_owner_locks(&self, owner: &str) -> StoreResult<u64> {
+        let owner = owner.to_string();
+        self.write(move |tx, _| {
+            tx.prepare_cached("DELETE FROM locks WHERE owner = ?1")
+                .and_then(|mut s| s.execute([owner]))
+                .map(|n| n as u64)
+                .map_err(map_err)
+        })
+        .await
+    }
+}

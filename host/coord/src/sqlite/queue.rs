@@ -1,0 +1,716 @@
+//! Queue SQL. The `tasks_ready` partial index holds exactly the claimable-state rows in claim
+//! order, so a claim reads the head of the index. A task's `fence` goes up on every claim and a
+//! completion or failure must present the current one while the task is still running: that is
+//! what makes completion exactly-once when leases are lost.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use super::codec::{from_json, json_list, to_json, u64_col};
+use super::registry::add_outcomes;
+use super::{SqliteStore, map_err};
+use crate::error::StoreError;
+use crate::model::*;
+use crate::store::{QueueStore, StoreResult, Topic};
+
+const COLS: &str = "id, tenant, task_type, priority, payload, metadata, max_retries, timeout_ms, \
+     attempt, state, worker_id, lease_expires_at, fence, output, error, created_at, updated_at, \
+     started_at, finished_at, run_at, depends_on, required_worker, same_worker_as, excluded_workers";
+
+struct Raw {
+    task: Task,
+    metadata: String,
+    state: String,
+    depends_on: Option<String>,
+    excluded: Option<String>,
+}
+
+fn row_to_raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
+    Ok(Raw {
+        task: Task {
+            id: r.get(0)?,
+            tenant: r.get(1)?,
+            task_type: r.get(2)?,
+            priority: r.get(3)?,
+            payload: r.get(4)?,
+            metadata: BTreeMap::new(),
+            max_retries: r.get(6)?,
+            timeout_ms: u64_col(r.get(7)?),
+            attempt: r.get(8)?,
+            state: TaskState::Pending,
+            worker_id: r.get(10)?,
+            lease_expires_at: r.get(11)?,
+            fence: u64_col(r.get(12)?),
+            output: r.get(13)?,
+            error: r.get(14)?,
+            created_at: r.get(15)?,
+            updated_at: r.get(16)?,
+            started_at: r.get(17)?,
+            finished_at: r.get(18)?,
+            run_at: r.get(19)?,
+            depends_on: Vec::new(),
+            affinity: Affinity {
+                required_worker: r.get(21)?,
+                same_worker_as: r.get(22)?,
+                excluded_workers: Vec::new(),
+            },
+            dependency_outputs: BTreeMap::new(),
+        },
+        metadata: r.get(5)?,
+        state: r.get(9)?,
+        depends_on: r.get(20)?,
+        excluded: r.get(23)?,
+    })
+}
+
+fn decode(raw: Raw) -> Result<Task, StoreError> {
+    let mut t = raw.task;
+    t.state = parse_state(&raw.state)?;
+    t.metadata = from_json(&raw.metadata)?;
+    if let Some(d) = raw.depends_on {
+        t.depends_on = from_json(&d)?;
+    }
+    if let Some(x) = raw.excluded {
+        t.affinity.excluded_workers = from_json(&x)?;
+    }
+    Ok(t)
+}
+
+fn parse_state(s: &str) -> Result<TaskState, StoreError> {
+    TaskState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown task state {s}")))
+}
+
+fn exec(tx: &Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> Result<usize, StoreError> {
+    tx.prepare_cached(sql)
+        .and_then(|mut s| s.execute(p))
+        .map_err(map_err)
+}
+
+fn state_and_fence(tx: &Transaction<'_>, id: &str) -> Result<Option<(TaskState, u64)>, StoreError> {
+    let row: Option<(String, i64)> = tx
+        .prepare_cached("SELECT state, fence FROM tasks WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(map_err)?;
+    row.map(|(s, f)| Ok((parse_state(&s)?, u64_col(f))))
+        .transpose()
+}
+
+/// Why an operation that needs "running with this fence" did not match.
+fn rejection(tx: &Transaction<'_>, id: &str, fence: u64) -> Result<Rejection, StoreError> {
+    Ok(match state_and_fence(tx, id)? {
+        None => Rejection::NotFound,
+        Some((TaskState::Running, current)) if current != fence => {
+            Rejection::StaleFence { current }
+        }
+        Some((state, _)) => Rejection::NotRunning(state),
+    })
+}
+
+/// Moves every pending/failed task that (transitively) depends on `root` to dead: it can never
+/// run, and waiting for it would hide the failure.
+fn cascade_dead(tx: &Transaction<'_>, now: i64, root: &str) -> Result<u64, StoreError> {
+    let mut queue = VecDeque::from([root.to_string()]);
+    let mut n = 0;
+    while let Some(dep) = queue.pop_front() {
+        let dependents: Vec<String> = tx
+            .prepare_cached("SELECT task_id FROM task_deps WHERE dep_id = ?1")
+            .and_then(|mut s| {
+                s.query_map([&dep], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .map_err(map_err)?;
+        for d in dependents {
+            let changed = exec(
+                tx,
+                "UPDATE tasks SET state = 'dead', error = ?2, finished_at = ?3, updated_at = ?3
+                 WHERE id = ?1 AND state IN ('pending', 'failed')",
+                params![d, format!("dependency {dep} will never complete"), now],
+            )?;
+            if changed > 0 {
+                n += 1;
+                queue.push_back(d);
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The failure path shared by explicit failures and deadlines: retry with backoff while
+/// attempts remain, else dead-letter (and fail dependents fast).
+#[allow(clippy::too_many_arguments)]
+fn apply_failure(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: &str,
+    attempt: u32,
+    max_retries: u32,
+    error: &str,
+    retryable: bool,
+    policy: &RetryPolicy,
+) -> Result<TaskState, StoreError> {
+    if retryable && attempt <= max_retries {
+        let run_at = now.saturating_add(policy.delay_for(attempt).min(i64::MAX as u64) as i64);
+        exec(
+            tx,
+            "UPDATE tasks SET state = 'failed', error = ?2, run_at = ?3, updated_at = ?4,
+               lease_expires_at = NULL, deadline_at = NULL WHERE id = ?1",
+            params![id, error, run_at, now],
+        )?;
+        Ok(TaskState::Failed)
+    } else {
+        let reason = if retryable {
+            format!("{error} (gave up after {attempt} attempts)")
+        } else {
+            error.to_string()
+        };
+        exec(
+            tx,
+            "UPDATE tasks SET state = 'dead', error = ?2, finished_at = ?3, updated_at = ?3,
+               lease_expires_at = NULL, deadline_at = NULL WHERE id = ?1",
+            params![id, reason, now],
+        )?;
+        cascade_dead(tx, now, id)?;
+        Ok(TaskState::Dead)
+    }
+}
+
+/// The lost-worker path: the run did not fail, its worker vanished, so the task is runnable
+/// again at once, unless it has used up all its attempts (a task that kills its workers must
+/// not loop forever).
+fn requeue_lost(
+    tx: &Transaction<'_>,
+    now: i64,
+    id: &str,
+    attempt: u32,
+    max_retries: u32,
+    reason: &str,
+) -> Result<TaskState, StoreError> {
+    if attempt > max_retries {
+        exec(
+            tx,
+            "UPDATE tasks SET state = 'dead', error = ?2, finished_at = ?3, updated_at = ?3,
+               lease_expires_at = NULL, deadline_at = NULL WHERE id = ?1",
+            params![
+                id,
+                format!("{reason} (gave up after {attempt} attempts)"),
+                now
+            ],
+        )?;
+        cascade_dead(tx, now, id)?;
+        Ok(TaskState::Dead)
+    } else {
+        exec(
+            tx,
+            "UPDATE tasks SET state = 'pending', error = ?2, run_at = ?3, updated_at = ?3,
+               lease_expires_at = NULL, deadline_at = NULL WHERE id = ?1",
+            params![id, reason, now],
+        )?;
+        Ok(TaskState::Pending)
+    }
+}
+
+fn has_dependents(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
+    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM task_deps WHERE dep_id = ?1)")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+        .map_err(map_err)
+}
+
+const CLAIM_SELECT: &str = "SELECT seq FROM tasks
+    WHERE state IN ('pending', 'failed') AND run_at <= ?1
+      AND (?2 IS NULL OR task_type IN (SELECT value FROM json_each(?2)))
+      AND (?3 IS NULL OR tenant IN (SELECT value FROM json_each(?3)))
+      AND (required_worker IS NULL OR required_worker = ?4)
+      AND (excluded_workers IS NULL
+           OR NOT EXISTS (SELECT 1 FROM json_each(tasks.excluded_workers) WHERE value = ?4))
+      AND (same_worker_as IS NULL
+           OR EXISTS (SELECT 1 FROM tasks x WHERE x.id = tasks.same_worker_as AND x.worker_id = ?4))
+      AND (depends_on IS NULL
+           OR NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t2 ON t2.id = d.dep_id
+                          WHERE d.task_id = tasks.id AND t2.state <> 'completed'))
+    ORDER BY priority DESC, seq
+    LIMIT ?5";
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn enqueue(&self, tasks: &[NewTask]) -> StoreResult<Vec<String>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tasks = tasks.to_vec();
+        let ids = self
+            .write(move |tx, now| {
+                let mut ids = Vec::with_capacity(tasks.len());
+                for t in tasks {
+                    if t.task_type.is_empty() || t.tenant.is_empty() {
+                        return Err(StoreError::Invalid(
+                            "task_type and tenant must be non-empty".into(),
+                        ));
+                    }
+                    let id = t.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+                    let mut state = TaskState::Pending;
+                    let mut error = None;
+                    for dep in &t.depends_on {
+                        let dep_state: Option<String> = tx
+                            .prepare_cached("SELECT state FROM tasks WHERE id = ?1 AND tenant = ?2")
+                            .and_then(|mut s| {
+                                s.query_row(params![dep, t.tenant], |r| r.get(0)).optional()
+                            })
+                            .map_err(map_err)?;
+                        let Some(dep_state) = dep_state else {
+                            return Err(StoreError::Invalid(format!(
+                                "task {id} depends on unknown task {dep}"
+                            )));
+                        };
+                        let dep_state = parse_state(&dep_state)?;
+                        if matches!(dep_state, TaskState::Dead | TaskState::Cancelled) {
+                            state = TaskState::Dead;
+                            error = Some(format!("dependency {dep} will never complete"));
+                        }
+                    }
+                    let deps = (!t.depends_on.is_empty())
+                        .then(|| to_json(&t.depends_on))
+                        .transpose()?;
+                    let excluded = (!t.affinity.excluded_workers.is_empty())
+                        .then(|| to_json(&t.affinity.excluded_workers))
+                        .transpose()?;
+                    let inserted = exec(
+                        tx,
+                        "INSERT INTO tasks (id, tenant, task_type, priority, payload, metadata,
+                           max_retries, timeout_ms, state, error, created_at, updated_at, run_at,
+                           finished_at, depends_on, required_worker, same_worker_as, excluded_workers)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?11,
+                           CASE WHEN ?9 = 'dead' THEN ?11 END, ?12, ?13, ?14, ?15)
+                         ON CONFLICT (id) DO NOTHING",
+                        params![
+                            id,
+                            t.tenant,
+                            t.task_type,
+                            t.priority,
+                            t.payload,
+                            to_json(&t.metadata)?,
+                            t.max_retries
+                                .unwrap_or(RetryPolicy::default().max_retries),
+                            t.timeout_ms.unwrap_or(DEFAULT_TASK_TIMEOUT_MS).min(i64::MAX as u64)
+                                as i64,
+                            state.as_str(),
+                            error,
+                            now,
+                            deps,
+                            t.affinity.required_worker,
+                            t.affinity.same_worker_as,
+                            excluded
+                        ],
+                    )?;
+                    if inserted == 0 {
+                        return Err(StoreError::Invalid(format!("task id {id} already exists")));
+                    }
+                    for dep in &t.depends_on {
+                        exec(
+                            tx,
+                            "INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?1, ?2)",
+                            params![id, dep],
+                        )?;
+                    }
+                    ids.push(id);
+                }
+                Ok(ids)
+            })
+            .await?;
+        self.notify(Topic::Tasks);
+        Ok(ids)
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> StoreResult<Vec<Task>> {
+        if req.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let req = req.clone();
+        let types = json_list(req.task_types.as_ref())?;
+        let tenants = json_list(req.tenants.as_ref())?;
+        self.write(move |tx, now| {
+            let seqs: Vec<i64> = tx
+                .prepare_cached(CLAIM_SELECT)
+                .and_then(|mut s| {
+                    s.query_map(
+                        params![now, types, tenants, req.worker_id, req.limit],
+                        |r| r.get(0),
+                    )?
+                    .collect()
+                })
+                .map_err(map_err)?;
+            let lease_until = now.saturating_add(req.lease_ms.min(i64::MAX as u64) as i64);
+            let mut out = Vec::with_capacity(seqs.len());
+            let mut update = tx
+                .prepare_cached(&format!(
+                    "UPDATE tasks SET state = 'running', worker_id = ?2, attempt = attempt + 1,
+                       fence = fence + 1, lease_expires_at = ?3,
+                       deadline_at = CASE WHEN timeout_ms > 0 THEN ?4 + timeout_ms END,
+                       started_at = ?4, updated_at = ?4, finished_at = NULL
+                     WHERE seq = ?1 RETURNING {COLS}"
+                ))
+                .map_err(map_err)?;
+            for seq in seqs {
+                let raw = update
+                    .query_row(params![seq, req.worker_id, lease_until, now], row_to_raw)
+                    .map_err(map_err)?;
+                let mut task = decode(raw)?;
+                if !task.depends_on.is_empty() {
+                    let mut s = tx
+                        .prepare_cached(
+                            "SELECT d.dep_id, t.output FROM task_deps d JOIN tasks t ON t.id = d.dep_id
+                             WHERE d.task_id = ?1",
+                        )
+                        .map_err(map_err)?;
+                    let rows = s
+                        .query_map([&task.id], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+                        })
+                        .map_err(map_err)?;
+                    for row in rows {
+                        let (dep, output) = row.map_err(map_err)?;
+                        task.dependency_outputs.insert(dep, output.unwrap_or_default());
+                    }
+                }
+                out.push(task);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        task_id: &str,
+        fence: u64,
+        lease_ms: u64,
+    ) -> StoreResult<Result<i64, Rejection>> {
+        let id = task_id.to_string();
+        self.write(move |tx, now| {
+            let until = now.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
+            let n = exec(
+                tx,
+                "UPDATE tasks SET lease_expires_at = ?3, updated_at = ?4
+                 WHERE id = ?1 AND state = 'running' AND fence = ?2",
+                params![id, fence as i64, until, now],
+            )?;
+            if n == 1 {
+                Ok(Ok(until))
+            } else {
+                Ok(Err(rejection(tx, &id, fence)?))
+            }
+        })
+        .await
+    }
+
+    async fn extend_worker_leases(&self, worker_id: &str, lease_ms: u64) -> StoreResult<u64> {
+        let w = worker_id.to_string();
+        self.write(move |tx, now| {
+            let until = now.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
+            Ok(exec(
+                tx,
+                "UPDATE tasks SET lease_expires_at = MAX(COALESCE(lease_expires_at, 0), ?2)
+                 WHERE worker_id = ?1 AND state = 'running'",
+                params![w, until],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> StoreResult<Vec<Settlement>> {
+        let completions = completions.to_vec();
+        let (out, wake) = self
+            .write(move |tx, now| {
+                let mut out = Vec::with_capacity(completions.len());
+                let mut per_worker: HashMap<String, (u64, u64)> = HashMap::new();
+                let mut wake = false;
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE tasks SET state = 'completed', output = ?3, finished_at = ?4,
+                           updated_at = ?4, lease_expires_at = NULL, deadline_at = NULL
+                         WHERE id = ?1 AND state = 'running' AND fence = ?2
+                         RETURNING worker_id, started_at",
+                    )
+                    .map_err(map_err)?;
+                for c in &completions {
+                    let done: Option<(Option<String>, Option<i64>)> = stmt
+                        .query_row(params![c.task_id, c.fence as i64, c.output, now], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()
+                        .map_err(map_err)?;
+                    match done {
+                        Some((worker, started)) => {
+                            if let Some(w) = worker {
+                                let e = per_worker.entry(w).or_default();
+                                e.0 += 1;
+                                e.1 += u64_col(now - started.unwrap_or(now));
+                            }
+                            wake |= has_dependents(tx, &c.task_id)?;
+                            out.push(Settlement::Applied(TaskState::Completed));
+                        }
+                        None => out.push(Settlement::Rejected(rejection(tx, &c.task_id, c.fence)?)),
+                    }
+                }
+                for (w, (n, dur)) in per_worker {
+                    add_outcomes(tx, &w, n, 0, dur)?;
+                }
+                Ok((out, wake))
+            })
+            .await?;
+        if wake {
+            self.notify(Topic::Tasks);
+        }
+        Ok(out)
+    }
+
+    async fn fail(
+        &self,
+        failures: &[Failure],
+        policy: &RetryPolicy,
+    ) -> StoreResult<Vec<Settlement>> {
+        let failures = failures.to_vec();
+        let policy = *policy;
+        self.write(move |tx, now| {
+            let mut out = Vec::with_capacity(failures.len());
+            for f in &failures {
+                let row: Option<(String, i64, u32, u32, Option<String>, Option<i64>)> = tx
+                    .prepare_cached(
+                        "SELECT state, fence, attempt, max_retries, worker_id, started_at
+                         FROM tasks WHERE id = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row([&f.task_id], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                            ))
+                        })
+                        .optional()
+                    })
+                    .map_err(map_err)?;
+                let Some((state, fence, attempt, max_retries, worker, started)) = row else {
+                    out.push(Settlement::Rejected(Rejection::NotFound));
+                    continue;
+                };
+                let state = parse_state(&state)?;
+                if state != TaskState::Running {
+                    out.push(Settlement::Rejected(Rejection::NotRunning(state)));
+                    continue;
+                }
+                if u64_col(fence) != f.fence {
+                    out.push(Settlement::Rejected(Rejection::StaleFence {
+                        current: u64_col(fence),
+                    }));
+                    continue;
+                }
+                let new_state = apply_failure(
+                    tx,
+                    now,
+                    &f.task_id,
+                    attempt,
+                    max_retries,
+                    &f.error,
+                    f.retryable,
+                    &policy,
+                )?;
+                if let Some(w) = worker {
+                    add_outcomes(tx, &w, 0, 1, u64_col(now - started.unwrap_or(now)))?;
+                }
+                out.push(Settlement::Applied(new_state));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn cancel(&self, tenant: &str, task_id: &str) -> StoreResult<bool> {
+        let (t, id) = (tenant.to_string(), task_id.to_string());
+        self.write(move |tx, now| {
+            let n = exec(
+                tx,
+                "UPDATE tasks SET state = 'cancelled', finished_at = ?3, updated_at = ?3,
+                   lease_expires_at = NULL, deadline_at = NULL
+                 WHERE id = ?1 AND tenant = ?2 AND state IN ('pending', 'failed', 'running')",
+                params![id, t, now],
+            )?;
+            if n > 0 {
+                cascade_dead(tx, now, &id)?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn retry_dead(&self, tenant: &str, task_id: &str) -> StoreResult<bool> {
+        let (t, id) = (tenant.to_string(), task_id.to_string());
+        let revived = self
+            .write(move |tx, now| {
+                // A task whose dependency is itself dead would sit pending forever: retry the
+                // dependency first.
+                let n = exec(
+                    tx,
+                    "UPDATE tasks SET state = 'pending', attempt = 0, error = NULL, run_at = ?3,
+                       updated_at = ?3, finished_at = NULL
+                     WHERE id = ?1 AND tenant = ?2 AND state = 'dead'
+                       AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t2 ON t2.id = d.dep_id
+                                       WHERE d.task_id = ?1 AND t2.state IN ('dead', 'cancelled'))",
+                    params![id, t, now],
+                )?;
+                Ok(n > 0)
+            })
+            .await?;
+        if revived {
+            self.notify(Topic::Tasks);
+        }
+        Ok(revived)
+    }
+
+    async fn get_task(&self, tenant: &str, task_id: &str) -> StoreResult<Option<Task>> {
+        let (t, id) = (tenant.to_string(), task_id.to_string());
+        self.read(move |tx, _| {
+            tx.prepare_cached(&format!(
+                "SELECT {COLS} FROM tasks WHERE id = ?1 AND tenant = ?2"
+            ))
+            .and_then(|mut s| s.query_row(params![id, t], row_to_raw).optional())
+            .map_err(map_err)?
+            .map(decode)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
+        let f = filter.clone();
+        self.read(move |tx, _| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {COLS} FROM tasks
+                     WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR state = ?2)
+                       AND (?3 IS NULL OR task_type = ?3) AND (?4 IS NULL OR worker_id = ?4)
+                     ORDER BY priority DESC, seq LIMIT ?5"
+                ))
+                .map_err(map_err)?;
+            let limit: i64 = if f.limit == 0 { -1 } else { f.limit as i64 };
+            let rows = stmt
+                .query_map(
+                    params![
+                        f.tenant,
+                        f.state.map(TaskState::as_str),
+                        f.task_type,
+                        f.worker_id,
+                        limit
+                    ],
+                    row_to_raw,
+                )
+                .map_err(map_err)?;
+            rows.map(|r| decode(r.map_err(map_err)?)).collect()
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, tenant: Option<&str>) -> StoreResult<QueueStats> {
+        let t = tenant.map(str::to_string);
+        self.read(move |tx, _| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT state, COUNT(*) FROM tasks WHERE (?1 IS NULL OR tenant = ?1) GROUP BY state",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map([t], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(map_err)?;
+            let mut stats = QueueStats::default();
+            for row in rows {
+                let (s, n) = row.map_err(map_err)?;
+                stats.add(parse_state(&s)?, u64_col(n));
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn requeue_worker_tasks(&self, worker_id: &str) -> StoreResult<u64> {
+        let w = worker_id.to_string();
+        let n = self
+            .write(move |tx, now| {
+                let running: Vec<(String, u32, u32)> = tx
+                    .prepare_cached(
+                        "SELECT id, attempt, max_retries FROM tasks WHERE worker_id = ?1 AND state = 'running'",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map([&w], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                            .collect()
+                    })
+                    .map_err(map_err)?;
+                for (id, attempt, max_retries) in &running {
+                    requeue_lost(tx, now, id, *attempt, *max_retries, &format!("worker {w} lost"))?;
+                }
+                Ok(running.len() as u64)
+            })
+            .await?;
+        if n > 0 {
+            self.notify(Topic::Tasks);
+        }
+        Ok(n)
+    }
+
+    async fn reap_expired(&self, policy: &RetryPolicy) -> StoreResult<ReapReport> {
+        let policy = *policy;
+        let report = self
+            .write(move |tx, now| {
+                let expired: Vec<(String, u32, u32, Option<i64>, Option<String>, Option<i64>, i64)> = tx
+                    .prepare_cached(
+                        "SELECT id, attempt, max_retries, deadline_at, worker_id, started_at, timeout_ms
+                         FROM tasks WHERE state = 'running'
+                           AND (lease_expires_at <= ?1 OR deadline_at <= ?1)",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map([now], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                        })?
+                        .collect()
+                    })
+                    .map_err(map_err)?;
+                let mut report = ReapReport::default();
+                for (id, attempt, max_retries, deadline, worker, started, timeout) in expired {
+                    // A passed deadline is the task's fault (it ran too long); an expired lease
+                    // alone means its worker stopped renewing, i.e. is presumed dead.
+                    let state = if deadline.is_some_and(|d| d <= now) {
+                        if let Some(w) = &worker {
+                            add_outcomes(tx, w, 0, 1, u64_col(now - started.unwrap_or(now)))?;
+                        }
+                        apply_failure(
+                            tx,
+                            now,
+                            &id,
+                            attempt,
+                            max_retries,
+                            &format!("timed out after {timeout} ms"),
+                            true,
+                            &policy,
+                        )?
+                    } else {
+                        let who = worker.as_deref().unwrap_or("?");
+                        requeue_lost(tx, now, &id, attempt, max_retries, &format!("lease of worker {who} expired"))?
+                    };
+                    match state {
+                        TaskState::Pending => report.requeued += 1,
+                        TaskState::Failed => report.retrying += 1,
+                        _ => report.dead += 1,
+                    }
+                }
+                Ok(report)
+            })
+            .await?;
+        if report.requeued > 0 {
+            self.notify(Topic::Tasks);
+        }
+        Ok(report)
+    }
+}
