@@ -8,9 +8,15 @@
 //!   [`balancer::LoadBalancer`].
 
 pub mod clock;
+pub mod config;
 pub mod conformance;
 pub mod error;
+pub mod heartbeat;
+pub mod locks;
+pub mod memory;
 pub mod model;
+pub mod queue;
+pub mod registry;
 pub mod sqlite;
 pub mod store;
 
