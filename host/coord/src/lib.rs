@@ -7,6 +7,7 @@
 //!   [`memory::MemorySync`], [`queue::Queue`], [`heartbeat::HeartbeatMonitor`],
 //!   [`balancer::LoadBalancer`].
 
+pub mod balancer;
 pub mod clock;
 pub mod config;
 pub mod conformance;
