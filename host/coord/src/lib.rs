@@ -6,6 +6,21 @@
 //! * Managers above the contract: [`locks::LockManager`], [`registry::WorkerRegistry`],
 //!   [`memory::MemorySync`], [`queue::Queue`], [`heartbeat::HeartbeatMonitor`],
 //!   [`balancer::LoadBalancer`].
+//!
+//! A new backend implements [`Store`] (the union of [`LockStore`], [`RegistryStore`],
+//! [`MemoryStore`], [`QueueStore`] plus `now()`/`subscribe()`), takes a [`Clock`] for every time
+//! it reads, and proves itself with one test file:
+//!
+//! ```ignore
+//! sentinel_coord::conformance_tests!(|clock| async move {
+//!     std::sync::Arc::new(MyStore::fresh(clock).await) as std::sync::Arc<dyn sentinel_coord::Store>
+//! });
+//! ```
+//!
+//! Wakeups: [`Store::subscribe`] returns a `tokio::sync::watch` counter per [`Topic`], bumped in
+//! process on every submit/requeue (tasks) or write (memory); the SQLite backend also bumps it
+//! when `PRAGMA data_version` shows another process committed (checked every 2 ms by one thread).
+//! [`queue::Queue::next_batch`] and memory watches sleep on it instead of polling.
 
 pub mod balancer;
 pub mod clock;
