@@ -1,0 +1,483 @@
+//! Operator commands: each is one or a few API calls and a table (or `--output json`).
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use super::table::{cell, print};
+use super::{
+    ClusterCommand, Command, DlqCommand, LocksCommand, MemoryCommand, Output, PluginsCommand,
+    SubmitArgs, TaskCommand, TasksCommand, WorkersCommand,
+};
+use crate::client::{Client, segment};
+
+pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i32> {
+    let json_out = out == Output::Json;
+    match command {
+        Command::Dev(_) | Command::Worker(_) => {
+            unreachable!("host commands are dispatched before operator commands")
+        }
+        Command::Submit(args) => submit(args, c, json_out).await,
+        Command::Task {
+            command: TaskCommand::Get { id },
+        } => {
+            let t = c.get(&format!("/v1/tasks/{}", segment(&id))).await?;
+            show(&t, json_out, |t| print_task(t));
+            Ok(0)
+        }
+        Command::Task {
+            command: TaskCommand::Cancel { id },
+        } => {
+            let r = c
+                .post(&format!("/v1/tasks/{}/cancel", segment(&id)), &json!({}))
+                .await?;
+            show(&r, json_out, |_| println!("cancelled {id}"));
+            Ok(0)
+        }
+        Command::Tasks {
+            command:
+                TasksCommand::List {
+                    status,
+                    task_type,
+                    limit,
+                },
+        } => {
+            let mut q = format!("/v1/tasks?limit={limit}");
+            if let Some(s) = status {
+                q.push_str(&format!("&status={}", segment(&s)));
+            }
+            if let Some(t) = task_type {
+                q.push_str(&format!("&type={}", segment(&t)));
+            }
+            let r = c.get(&q).await?;
+            show(&r, json_out, |r| task_table(&r["tasks"]));
+            Ok(0)
+        }
+        Command::Workers {
+            command: WorkersCommand::List { status, health },
+        } => {
+            let mut q = "/v1/workers?".to_string();
+            if let Some(s) = status {
+                q.push_str(&format!("status={}&", segment(&s)));
+            }
+            if let Some(h) = health {
+                q.push_str(&format!("health={}&", segment(&h)));
+            }
+            let r = c.get(q.trim_end_matches(['&', '?'])).await?;
+            show(&r, json_out, |r| {
+                let rows: Vec<Vec<String>> = r["workers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|w| {
+                        vec![
+                            cell(&w["worker_id"]),
+                            cell(&w["status"]),
+                            cell(&w["health"]),
+                            format!(
+                                "{}/{}",
+                                w["capacity"]["active_tasks"], w["capacity"]["max_tasks"]
+                            ),
+                            cell(&w["stats"]["completed"]),
+                            cell(&w["stats"]["failed"]),
+                            format!(
+                                "{:.1}",
+                                w["stats"]["avg_duration_ms"].as_f64().unwrap_or(0.0)
+                            ),
+                            cell(&w["heartbeat_age_ms"]),
+                        ]
+                    })
+                    .collect();
+                print(
+                    &[
+                        "worker",
+                        "status",
+                        "health",
+                        "tasks",
+                        "completed",
+                        "failed",
+                        "avg ms",
+                        "heartbeat age ms",
+                    ],
+                    &rows,
+                );
+            });
+            Ok(0)
+        }
+        Command::Locks {
+            command:
+                LocksCommand::List {
+                    worker,
+                    include_expired,
+                },
+        } => {
+            let mut q = format!("/v1/locks?include_expired={include_expired}");
+            if let Some(w) = worker {
+                q.push_str(&format!("&worker={}", segment(&w)));
+            }
+            let r = c.get(&q).await?;
+            show(&r, json_out, |r| {
+                let rows: Vec<Vec<String>> = r["locks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| {
+                        vec![
+                            cell(&l["key"]),
+                            cell(&l["owner"]),
+                            cell(&l["token"]),
+                            cell(&l["expires_at"]),
+                        ]
+                    })
+                    .collect();
+                print(&["key", "owner", "token", "expires"], &rows);
+            });
+            Ok(0)
+        }
+        Command::Memory { command } => memory(command, c, json_out).await,
+        Command::Cluster {
+            command: ClusterCommand::Health,
+        } => {
+            let r = c.get("/cluster/health").await?;
+            show(&r, json_out, |r| {
+                let rows: Vec<Vec<String>> = r
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| vec![k.clone(), cell(v)])
+                    .collect();
+                print(&["field", "value"], &rows);
+            });
+            Ok(if r["status"] == "unhealthy" { 2 } else { 0 })
+        }
+        Command::Cluster {
+            command: ClusterCommand::Load,
+        } => {
+            let r = c.get("/v1/cluster/load").await?;
+            show(&r, json_out, |r| {
+                let d = &r["distribution"];
+                println!(
+                    "strategy {}  utilization {:.1}%",
+                    cell(&r["strategy"]),
+                    d["utilization_percent"].as_f64().unwrap_or(0.0)
+                );
+                let rows: Vec<Vec<String>> = d["worker_loads"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|w| {
+                        vec![
+                            cell(&w["worker_id"]),
+                            cell(&w["active_tasks"]),
+                            cell(&w["capacity"]),
+                            format!("{:.1}", w["utilization_percent"].as_f64().unwrap_or(0.0)),
+                        ]
+                    })
+                    .collect();
+                print(&["worker", "active", "capacity", "utilization %"], &rows);
+            });
+            Ok(0)
+        }
+        Command::Dlq {
+            command: DlqCommand::List,
+        } => {
+            let r = c.get("/v1/dlq").await?;
+            show(&r, json_out, |r| task_table(&r["tasks"]));
+            Ok(0)
+        }
+        Command::Dlq {
+            command: DlqCommand::Retry { id },
+        } => {
+            let r = c
+                .post(&format!("/v1/dlq/{}/retry", segment(&id)), &json!({}))
+                .await?;
+            show(&r, json_out, |_| println!("requeued {id}"));
+            Ok(0)
+        }
+        Command::Plugins {
+            command: PluginsCommand::List,
+        } => {
+            let r = c.get("/v1/plugins").await?;
+            show(&r, json_out, |r| {
+                let rows: Vec<Vec<String>> = r["plugins"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        vec![
+                            cell(&p["name"]),
+                            cell(&p["kind"]),
+                            cell(&p["version"]),
+                            p["task_types"]
+                                .as_array()
+                                .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(","))
+                                .unwrap_or_default(),
+                            cell(&p["error"]),
+                        ]
+                    })
+                    .collect();
+                print(&["name", "kind", "version", "task types", "error"], &rows);
+            });
+            Ok(0)
+        }
+        Command::Plugins {
+            command: PluginsCommand::Check { file },
+        } => check_plugin(&file, json_out).await,
+    }
+}
+
+fn show(v: &Value, json_out: bool, human: impl FnOnce(&Value)) {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        human(v);
+    }
+}
+
+fn print_task(t: &Value) {
+    for key in [
+        "id",
+        "type",
+        "status",
+        "priority",
+        "attempt",
+        "worker_id",
+        "created_at",
+        "finished_at",
+        "error",
+    ] {
+        println!("{key:<12} {}", cell(&t[key]));
+    }
+    if let Some(p) = t.get("progress") {
+        println!(
+            "{:<12} {}% {}",
+            "progress",
+            p["percent"],
+            cell(&p["message"])
+        );
+    }
+    if let Some(o) = t.get("output") {
+        println!(
+            "{:<12} {}",
+            "output",
+            serde_json::to_string(o).unwrap_or_default()
+        );
+    }
+}
+
+fn task_table(tasks: &Value) {
+    let rows: Vec<Vec<String>> = tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            vec![
+                cell(&t["id"]),
+                cell(&t["type"]),
+                cell(&t["status"]),
+                cell(&t["priority"]),
+                cell(&t["attempt"]),
+                cell(&t["worker_id"]),
+                cell(&t["error"]),
+            ]
+        })
+        .collect();
+    print(
+        &[
+            "id", "type", "status", "priority", "attempt", "worker", "error",
+        ],
+        &rows,
+    );
+}
+
+fn read_payload(arg: &str) -> anyhow::Result<Value> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading payload file {path}"))?
+        }
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text).with_context(|| "the payload is not valid JSON")
+}
+
+async fn submit(a: SubmitArgs, c: &Client, json_out: bool) -> anyhow::Result<i32> {
+    if let Some(file) = a.file {
+        return submit_file(&file, c, json_out).await;
+    }
+    let mut task = json!({ "type": a.task_type, "payload": read_payload(&a.payload)?, "priority": a.priority });
+    if let Some(t) = a.timeout_ms {
+        task["timeout_ms"] = json!(t);
+    }
+    if let Some(r) = a.retries {
+        task["max_retries"] = json!(r);
+    }
+    let r = c.post("/v1/tasks", &task).await?;
+    let id = r["id"]
+        .as_str()
+        .context("the host answered without an id")?
+        .to_string();
+    if !a.wait {
+        show(&r, json_out, |_| println!("{id}"));
+        return Ok(0);
+    }
+    loop {
+        let t = c.get(&format!("/v1/tasks/{}", segment(&id))).await?;
+        match t["status"].as_str() {
+            Some("completed") => {
+                show(&t, json_out, |t| {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&t["output"]).unwrap_or_default()
+                    )
+                });
+                return Ok(0);
+            }
+            Some("dead") | Some("cancelled") => {
+                if json_out {
+                    show(&t, true, |_| {});
+                }
+                eprintln!(
+                    "error: task {id} is {}: {}",
+                    cell(&t["status"]),
+                    cell(&t["error"])
+                );
+                return Ok(3);
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn submit_file(path: &std::path::Path, c: &Client, json_out: bool) -> anyhow::Result<i32> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut tasks = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not valid JSON", path.display(), n + 1))?;
+        tasks.push(v);
+    }
+    if tasks.is_empty() {
+        bail!("{}: no tasks", path.display());
+    }
+    let bar = indicatif::ProgressBar::new(tasks.len() as u64);
+    if json_out {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut ids = Vec::with_capacity(tasks.len());
+    for chunk in tasks.chunks(500) {
+        let r = c.post("/v1/tasks", &json!({ "tasks": chunk })).await?;
+        ids.extend(r["ids"].as_array().cloned().unwrap_or_default());
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let r = json!({ "ids": ids });
+    show(&r, json_out, |_| println!("submitted {} tasks", ids.len()));
+    Ok(0)
+}
+
+async fn memory(command: MemoryCommand, c: &Client, json_out: bool) -> anyhow::Result<i32> {
+    match command {
+        MemoryCommand::Get { namespace, key } => {
+            let r = c
+                .get(&format!(
+                    "/v1/memory/{}/{}",
+                    segment(&namespace),
+                    segment(&key)
+                ))
+                .await?;
+            show(&r, json_out, |r| {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r["value"]).unwrap_or_default()
+                )
+            });
+        }
+        MemoryCommand::Set {
+            namespace,
+            key,
+            value,
+            ttl_ms,
+        } => {
+            let value: Value =
+                serde_json::from_str(&value).context("the value is not valid JSON")?;
+            let mut path = format!("/v1/memory/{}/{}", segment(&namespace), segment(&key));
+            if let Some(t) = ttl_ms {
+                path.push_str(&format!("?ttl_ms={t}"));
+            }
+            let r = c.put(&path, &value).await?;
+            show(&r, json_out, |r| {
+                println!("version {}", cell(&r["version"]))
+            });
+        }
+        MemoryCommand::List { namespace, prefix } => {
+            let r = c
+                .get(&format!(
+                    "/v1/memory/{}?prefix={}",
+                    segment(&namespace),
+                    segment(&prefix)
+                ))
+                .await?;
+            show(&r, json_out, |r| {
+                let rows: Vec<Vec<String>> = r["entries"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        vec![
+                            cell(&e["key"]),
+                            cell(&e["version"]),
+                            cell(&e["value"]),
+                            cell(&e["writer"]),
+                        ]
+                    })
+                    .collect();
+                print(&["key", "version", "value", "writer"], &rows);
+            });
+        }
+        MemoryCommand::Delete { namespace, key } => {
+            let r = c
+                .delete(&format!(
+                    "/v1/memory/{}/{}",
+                    segment(&namespace),
+                    segment(&key)
+                ))
+                .await?;
+            show(&r, json_out, |_| println!("deleted {namespace}/{key}"));
+        }
+    }
+    Ok(0)
+}
+
+/// Validates a plugin exactly as a host would load it, without a host.
+async fn check_plugin(file: &std::path::Path, json_out: bool) -> anyhow::Result<i32> {
+    let manifest = file.with_extension("toml");
+    let runtime = sentinel_runtime::Runtime::new(sentinel_runtime::RuntimeConfig::default())?;
+    match runtime.load_files(&manifest) {
+        Ok(p) => {
+            let m = p.manifest();
+            let r = json!({ "ok": true, "name": m.name, "kind": m.kind, "version": m.version, "sha256": p.sha256(), "task_types": m.handled_task_types() });
+            show(&r, json_out, |_| {
+                println!(
+                    "ok: {} {} ({}), sha256 {}",
+                    m.name,
+                    m.version,
+                    m.kind.world(),
+                    p.sha256()
+                )
+            });
+            Ok(0)
+        }
+        Err(e) => {
+            if json_out {
+                println!("{}", json!({ "ok": false, "error": e.to_string() }));
+            }
+            bail!("{e}")
+        }
+    }
+}

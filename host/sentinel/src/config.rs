@@ -1,0 +1,577 @@
+//! Host configuration: seed 001's `task-sentinel.config.json` keys (JSON or TOML), the seed's
+//! environment variables and command-line flags, flags winning over the environment, the
+//! environment over the file, the file over defaults.
+//!
+//! Everything is validated once, at start, with a message naming the offending key; nothing
+//! downstream re-reads the environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use sentinel_coord::balancer::StrategyKind;
+use sentinel_coord::config::{CoordConfig, HeartbeatConfig};
+use serde::Deserialize;
+
+/// The configuration file, as written by an operator.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileConfig {
+    /// Seed 001 `distributed` section.
+    #[serde(default)]
+    pub distributed: DistributedSection,
+    /// Seed 001 `capacity` section.
+    #[serde(default)]
+    pub capacity: CapacitySection,
+    /// `sqlite://PATH` (default under the data dir) or `postgres://…`.
+    pub store: Option<String>,
+    /// HTTP listen address.
+    pub listen: Option<String>,
+    /// Plugin folder.
+    pub plugins: Option<PathBuf>,
+    /// Data directory (embedded store, scratch, component cache).
+    pub data_dir: Option<PathBuf>,
+    /// Worker labels (region, zone, ...).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// API tokens: token → tenant. Empty: no authentication, everything in tenant `default`.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, String>,
+    /// Sandbox policy.
+    #[serde(default)]
+    pub sandbox: SandboxSection,
+    /// Largest accepted task payload, bytes.
+    pub max_payload_bytes: Option<usize>,
+}
+
+/// Seed 001 `distributed`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DistributedSection {
+    /// Informational in the seed; Sentinel is always distributed.
+    pub enabled: Option<bool>,
+    pub worker_id: Option<String>,
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub locking: LockingSection,
+    #[serde(default)]
+    pub registry: RegistrySection,
+    #[serde(default)]
+    pub heartbeat: HeartbeatSection,
+    #[serde(default)]
+    pub load_balancer: LoadBalancerSection,
+    #[serde(default)]
+    pub memory_sync: MemorySyncSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LockingSection {
+    pub ttl_seconds: Option<u64>,
+    pub retry_attempts: Option<u32>,
+    pub retry_delay_ms: Option<u64>,
+    pub cleanup_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistrySection {
+    pub max_workers: Option<u32>,
+    pub health_check_interval_ms: Option<u64>,
+    pub stale_threshold_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeartbeatSection {
+    pub interval_ms: Option<u64>,
+    pub stale_threshold_ms: Option<u64>,
+    pub check_interval_ms: Option<u64>,
+    pub recovery_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadBalancerSection {
+    pub strategy: Option<String>,
+    pub affinity_enabled: Option<bool>,
+    pub rebalance_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemorySyncSection {
+    pub interval_ms: Option<u64>,
+    pub conflict_resolution: Option<String>,
+    pub cache_size: Option<usize>,
+    pub namespaces: Option<Vec<String>>,
+}
+
+/// Seed 001 `capacity`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CapacitySection {
+    pub max_concurrent_tasks: Option<u32>,
+    pub cpu_cores: Option<u32>,
+    pub memory_mb: Option<u64>,
+    pub supported_task_types: Option<Vec<String>>,
+}
+
+/// What plugins may be granted on this host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SandboxSection {
+    /// Named read-only directories: name → host path.
+    #[serde(default)]
+    pub read_dirs: BTreeMap<String, PathBuf>,
+    /// Environment variables plugins may ask for, by name; values are taken from the host's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Hosts plugins may reach over HTTP (`*` for any host a manifest lists).
+    #[serde(default)]
+    pub outbound_hosts: Vec<String>,
+    pub allow_scratch: Option<bool>,
+    pub allow_memory: Option<bool>,
+    pub require_sha256_pin: Option<bool>,
+}
+
+/// Values from flags or the environment (clap merges the two, flags first).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub store: Option<String>,
+    pub listen: Option<String>,
+    pub plugins: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub worker_id: Option<String>,
+    pub hostname: Option<String>,
+    pub max_tasks: Option<u32>,
+    pub task_types: Option<Vec<String>>,
+    pub labels: Vec<(String, String)>,
+    pub heartbeat_interval_ms: Option<u64>,
+    pub stale_threshold_ms: Option<u64>,
+    pub check_interval_ms: Option<u64>,
+    pub lock_ttl_seconds: Option<u64>,
+    pub lock_retry_attempts: Option<u32>,
+    pub lock_retry_delay_ms: Option<u64>,
+    pub strategy: Option<String>,
+    pub memory_sync_interval_ms: Option<u64>,
+    pub memory_cache_size: Option<usize>,
+}
+
+/// The resolved, validated settings of one host.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub worker_id: String,
+    pub hostname: String,
+    pub store_url: String,
+    pub listen: SocketAddr,
+    pub plugins_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub max_tasks: u32,
+    pub cpu_cores: u32,
+    pub memory_mb: u64,
+    /// `None`: every task type a loaded plugin serves.
+    pub task_types: Option<Vec<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub strategy: String,
+    pub coord: CoordConfig,
+    pub tenants: BTreeMap<String, String>,
+    pub policy: sentinel_runtime::HostPolicy,
+    pub max_payload_bytes: usize,
+}
+
+/// Default largest payload: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+
+impl Settings {
+    /// Reads the file (if any), applies overrides, validates.
+    pub fn resolve(
+        o: Overrides,
+        default_plugins: impl FnOnce() -> PathBuf,
+    ) -> anyhow::Result<Settings> {
+        let file = match &o.config_file {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let d = &file.distributed;
+        let data_dir = o
+            .data_dir
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(".sentinel"));
+        let hostname = o.hostname.or(d.hostname.clone()).unwrap_or_else(|| {
+            hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into())
+        });
+        let worker_id = o
+            .worker_id
+            .or(d.worker_id.clone())
+            .unwrap_or_else(|| format!("{hostname}-{}", std::process::id()));
+        validate_id("workerId (WORKER_ID, --worker-id)", &worker_id)?;
+
+        let store_url = o
+            .store
+            .or(file.store.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("sentinel.db").display()));
+        if !(store_url.starts_with("sqlite://")
+            || store_url.starts_with("postgres://")
+            || store_url.starts_with("postgresql://"))
+        {
+            bail!(
+                "store (--store): {store_url:?} is not a supported store URL; use sqlite://PATH or postgres://…"
+            );
+        }
+        let listen_text = o
+            .listen
+            .or(file.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:7070".into());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("listen (--listen): {listen_text:?} is not an address like 127.0.0.1:7070")
+        })?;
+
+        let mut coord = CoordConfig::default();
+        let l = &d.locking;
+        coord.locking.ttl_seconds = o
+            .lock_ttl_seconds
+            .or(l.ttl_seconds)
+            .unwrap_or(coord.locking.ttl_seconds);
+        coord.locking.retry_attempts = o
+            .lock_retry_attempts
+            .or(l.retry_attempts)
+            .unwrap_or(coord.locking.retry_attempts);
+        coord.locking.retry_delay_ms = o
+            .lock_retry_delay_ms
+            .or(l.retry_delay_ms)
+            .unwrap_or(coord.locking.retry_delay_ms);
+        if let Some(ms) = l.cleanup_interval_ms {
+            coord.locking.cleanup_interval_ms = ms;
+        }
+        positive(
+            "distributed.locking.ttlSeconds (LOCK_TTL_SECONDS)",
+            coord.locking.ttl_seconds,
+        )?;
+
+        let h = &d.heartbeat;
+        let interval = o
+            .heartbeat_interval_ms
+            .or(h.interval_ms)
+            .unwrap_or(HeartbeatConfig::default().interval_ms);
+        positive(
+            "distributed.heartbeat.intervalMs (HEARTBEAT_INTERVAL_MS)",
+            interval,
+        )?;
+        let stale = o
+            .stale_threshold_ms
+            .or(h.stale_threshold_ms)
+            .or(d.registry.stale_threshold_ms)
+            .unwrap_or(4 * interval);
+        if stale <= interval {
+            bail!(
+                "distributed.heartbeat.staleThresholdMs (STALE_WORKER_THRESHOLD_MS): {stale} must be greater than the heartbeat interval ({interval})"
+            );
+        }
+        let check = o
+            .check_interval_ms
+            .or(h.check_interval_ms)
+            .or(d.registry.health_check_interval_ms)
+            .unwrap_or(interval);
+        positive("distributed.heartbeat.checkIntervalMs", check)?;
+        coord.heartbeat = HeartbeatConfig {
+            interval_ms: interval,
+            stale_threshold_ms: stale,
+            check_interval_ms: check,
+            recovery_enabled: h.recovery_enabled.unwrap_or(true),
+        };
+        // Health follows the heartbeat: degraded after two missed beats, unhealthy when stale.
+        coord.registry.health.healthy_ms = (2 * interval) as i64;
+        coord.registry.health.degraded_ms = stale as i64;
+        // A lease outlives a few missed heartbeats; recovery requeues a dead worker's tasks first.
+        coord.queue.lease_ms = (stale * 2).max(coord.queue.lease_ms.min(stale * 4));
+
+        let m = &d.memory_sync;
+        if let Some(ms) = o.memory_sync_interval_ms.or(m.interval_ms) {
+            positive(
+                "distributed.memorySync.intervalMs (MEMORY_SYNC_INTERVAL_MS)",
+                ms,
+            )?;
+            coord.memory_sync.poll_interval_ms = ms;
+        }
+        if let Some(n) = o.memory_cache_size.or(m.cache_size) {
+            coord.memory_sync.cache_size = n;
+        }
+        if let Some(cr) = &m.conflict_resolution {
+            if cr != "last_write_wins" {
+                bail!(
+                    "distributed.memorySync.conflictResolution: {cr:?} is not supported; Sentinel resolves conflicts by last_write_wins"
+                );
+            }
+        }
+
+        let strategy = o
+            .strategy
+            .or(d.load_balancer.strategy.clone())
+            .unwrap_or_else(|| "least_loaded".into());
+        if !strategy.starts_with("plugin:") && StrategyKind::parse(&strategy).is_none() {
+            bail!(
+                "distributed.loadBalancer.strategy (LOAD_BALANCE_STRATEGY): unknown strategy {strategy:?}; use one of {} or plugin:<name>",
+                StrategyKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+
+        let cap = &file.capacity;
+        let max_tasks = o.max_tasks.or(cap.max_concurrent_tasks).unwrap_or(10);
+        if max_tasks == 0 || max_tasks > 10_000 {
+            bail!(
+                "capacity.maxConcurrentTasks (WORKER_MAX_TASKS, --max-tasks): {max_tasks} must be between 1 and 10000"
+            );
+        }
+        let task_types = o
+            .task_types
+            .or(cap.supported_task_types.clone())
+            .filter(|t| !t.is_empty());
+        let mut labels = file.labels.clone();
+        labels.extend(o.labels);
+
+        let s = &file.sandbox;
+        let mut policy = sentinel_runtime::HostPolicy {
+            scratch_root: data_dir.join("scratch"),
+            read_dirs: s.read_dirs.clone(),
+            outbound_hosts: s.outbound_hosts.clone(),
+            ..Default::default()
+        };
+        for name in &s.env {
+            if let Ok(value) = std::env::var(name) {
+                policy.env.insert(name.clone(), value);
+            }
+        }
+        for (name, dir) in &s.read_dirs {
+            if !dir.is_dir() {
+                bail!(
+                    "sandbox.readDirs.{name}: {} is not a directory",
+                    dir.display()
+                );
+            }
+        }
+        policy.allow_scratch = s.allow_scratch.unwrap_or(true);
+        policy.allow_memory = s.allow_memory.unwrap_or(true);
+        policy.require_sha256_pin = s.require_sha256_pin.unwrap_or(false);
+
+        for (token, tenant) in &file.tenants {
+            if token.len() < 16 {
+                bail!("tenants: a token for tenant {tenant:?} is shorter than 16 characters");
+            }
+            validate_id(&format!("tenants.<token> (tenant {tenant:?})"), tenant)?;
+        }
+
+        Ok(Settings {
+            worker_id,
+            hostname,
+            store_url,
+            listen,
+            plugins_dir: o
+                .plugins
+                .or(file.plugins.clone())
+                .unwrap_or_else(default_plugins),
+            data_dir,
+            max_tasks,
+            cpu_cores: cap.cpu_cores.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(1)
+            }),
+            memory_mb: cap.memory_mb.unwrap_or(0),
+            task_types,
+            labels,
+            strategy,
+            coord,
+            tenants: file.tenants.clone(),
+            policy,
+            max_payload_bytes: file.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let text = expand_env(&text);
+    let parsed = if path.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))
+    } else {
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    parsed.with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Seed 001 writes `"${WORKER_ID}"` in the file: substitute environment variables; an unset
+/// variable becomes empty, which then fails validation naming the key.
+fn expand_env(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => {
+                let name = &rest[start + 2..start + end];
+                out.push_str(&std::env::var(name).unwrap_or_default());
+                rest = &rest[start + end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn positive(key: &str, value: u64) -> anyhow::Result<()> {
+    if value == 0 {
+        bail!("{key}: must be greater than 0");
+    }
+    Ok(())
+}
+
+fn validate_id(key: &str, id: &str) -> anyhow::Result<()> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        bail!("{key}: {id:?} must be 1-128 characters of letters, digits, '-', '_', '.', ':'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(o: Overrides) -> anyhow::Result<Settings> {
+        Settings::resolve(o, || PathBuf::from("plugins"))
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let s = resolve(Overrides::default()).unwrap();
+        assert_eq!(s.coord.locking.ttl_seconds, 300);
+        assert_eq!(s.coord.locking.retry_attempts, 3);
+        assert_eq!(s.coord.heartbeat.interval_ms, 30_000);
+        assert_eq!(s.max_tasks, 10);
+        assert_eq!(s.strategy, "least_loaded");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7070");
+        assert!(s.store_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn the_seed_config_file_is_read_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("task-sentinel.config.json");
+        unsafe { std::env::set_var("SENTINEL_TEST_WORKER", "worker-from-env") };
+        std::fs::write(
+            &path,
+            r#"{"distributed": {"enabled": true, "workerId": "${SENTINEL_TEST_WORKER}",
+                "locking": {"ttlSeconds": 60, "retryAttempts": 5, "retryDelayMs": 10, "cleanupIntervalMs": 1000},
+                "heartbeat": {"intervalMs": 1000, "staleThresholdMs": 3000, "recoveryEnabled": true},
+                "loadBalancer": {"strategy": "round_robin", "affinityEnabled": true, "rebalanceIntervalMs": 60000},
+                "memorySync": {"intervalMs": 500, "conflictResolution": "last_write_wins", "cacheSize": 10, "namespaces": ["swarm"]}},
+               "capacity": {"maxConcurrentTasks": 4, "cpuCores": 2, "memoryMb": 1024, "supportedTaskTypes": ["echo"]}}"#,
+        )
+        .unwrap();
+        let s = resolve(Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.worker_id, "worker-from-env");
+        assert_eq!(s.coord.locking.ttl_seconds, 60);
+        assert_eq!(s.coord.heartbeat.stale_threshold_ms, 3000);
+        assert_eq!(s.strategy, "round_robin");
+        assert_eq!(s.max_tasks, 4);
+        assert_eq!(s.task_types, Some(vec!["echo".to_string()]));
+        let s = resolve(Overrides {
+            config_file: Some(path),
+            max_tasks: Some(8),
+            strategy: Some("random".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.max_tasks, 8);
+        assert_eq!(s.strategy, "random");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, r#"{"distributed": {"locking": {"ttlSecs": 5}}}"#).unwrap();
+        let err = format!(
+            "{:#}",
+            resolve(Overrides {
+                config_file: Some(path),
+                ..Default::default()
+            })
+            .unwrap_err()
+        );
+        assert!(err.contains("ttlSecs"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_naming_the_key() {
+        let err = resolve(Overrides {
+            max_tasks: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("WORKER_MAX_TASKS"), "{err}");
+        let err = resolve(Overrides {
+            strategy: Some("fastest".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("LOAD_BALANCE_STRATEGY"), "{err}");
+        let err = resolve(Overrides {
+            heartbeat_interval_ms: Some(1000),
+            stale_threshold_ms: Some(500),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("STALE_WORKER_THRESHOLD_MS"), "{err}");
+        let err = resolve(Overrides {
+            listen: Some("nope".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn toml_works_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[distributed.heartbeat]\nintervalMs = 1000\n[capacity]\nmaxConcurrentTasks = 3\n",
+        )
+        .unwrap();
+        let s = resolve(Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.max_tasks, 3);
+        assert_eq!(s.coord.heartbeat.interval_ms, 1000);
+    }
+}

@@ -1,0 +1,302 @@
+//! One Sentinel host: store, sandbox runtime, plugin folder, coordination managers, the
+//! execution loop and the HTTP API, started together and stopped in order.
+//!
+//! This is the only place that knows how the pieces fit; `main.rs` parses arguments and
+//! calls `Node::start`, tests start nodes in-process the same way.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sentinel_coord::balancer::{LoadBalancer, StrategyKind};
+use sentinel_coord::heartbeat::{HeartbeatMonitor, Maintenance};
+use sentinel_coord::locks::LockManager;
+use sentinel_coord::model::{
+    HeartbeatInfo, WorkerCapabilities, WorkerCapacity, WorkerRegistration, WorkerStatus,
+};
+use sentinel_coord::queue::Queue;
+use sentinel_coord::registry::WorkerRegistry;
+use sentinel_coord::{SqliteStore, Store};
+use sentinel_runtime::{PluginFolder, Runtime, RuntimeConfig, TaskServices};
+
+use crate::bridges::{StoreKv, WasmStrategy};
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::worker::{ProgressBoard, Worker, WorkerContext};
+
+/// Everything the API handlers reach.
+pub struct NodeState {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub folder: Arc<PluginFolder>,
+    pub queue: Queue,
+    pub registry: WorkerRegistry,
+    pub locks: LockManager,
+    pub balancer: LoadBalancer,
+    pub metrics: Arc<Metrics>,
+    pub progress: Arc<ProgressBoard>,
+    pub started: Instant,
+    pub active: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// A running host.
+pub struct Node {
+    pub state: Arc<NodeState>,
+    pub local_addr: std::net::SocketAddr,
+    worker: Worker,
+    monitor: Arc<HeartbeatMonitor>,
+    maintenance: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+    server_stop: tokio::sync::oneshot::Sender<()>,
+    _watch: sentinel_runtime::folder::FolderWatch,
+}
+
+/// Opens the store a URL names.
+pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = std::path::Path::new(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let store = SqliteStore::open(path)
+            .with_context(|| format!("opening the SQLite store at {}", path.display()))?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!(
+            "store {url}: the PostgreSQL backend is not part of this build yet; use sqlite://PATH"
+        );
+    }
+    anyhow::bail!("store {url}: unsupported URL; use sqlite://PATH")
+}
+
+impl Node {
+    /// Starts every part of the host and begins serving.
+    pub async fn start(settings: Settings) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+        let store = open_store(&settings.store_url)?;
+        let metrics = Arc::new(Metrics::new(&settings.worker_id));
+
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(settings.data_dir.join("component-cache")),
+            policy: settings.policy.clone(),
+            ..RuntimeConfig::default()
+        })?;
+        let folder = PluginFolder::open(runtime.clone(), &settings.plugins_dir).await?;
+        let watch = folder.watch().context("watching the plugin folder")?;
+        for p in folder.list() {
+            if let Some(error) = &p.error {
+                tracing::error!(plugin = %p.name, %error, "plugin rejected at start");
+            }
+        }
+        metrics
+            .plugins_loaded
+            .set(folder.list().iter().filter(|p| p.kind.is_some()).count() as i64);
+
+        let coord = &settings.coord;
+        let registry = WorkerRegistry::new(store.clone(), coord.registry.clone());
+        let queue = Queue::new(store.clone(), coord.queue.clone());
+        let locks = LockManager::new(store.clone(), coord.locking.clone());
+        let balancer = LoadBalancer::new(
+            store.clone(),
+            WorkerRegistry::new(store.clone(), coord.registry.clone()),
+            StrategyKind::LeastLoaded,
+        );
+        set_strategy(&balancer, &settings.strategy, &folder)?;
+
+        let task_types = settings
+            .task_types
+            .clone()
+            .unwrap_or_else(|| folder.task_types());
+        let registration = WorkerRegistration {
+            worker_id: settings.worker_id.clone(),
+            hostname: settings.hostname.clone(),
+            capacity: WorkerCapacity::with_max(settings.max_tasks),
+            capabilities: WorkerCapabilities {
+                cpu_cores: settings.cpu_cores,
+                memory_mb: settings.memory_mb,
+                supported_task_types: task_types,
+            },
+            metadata: serde_json::json!({
+                "labels": settings.labels,
+                "pid": std::process::id(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "listen": settings.listen.to_string(),
+            }),
+        };
+        registry
+            .register(&registration)
+            .await
+            .context("registering this worker")?;
+
+        let progress = Arc::new(ProgressBoard::default());
+        let services = TaskServices {
+            kv: Arc::new(StoreKv {
+                store: store.clone(),
+                writer: settings.worker_id.clone(),
+            }),
+            progress: progress.clone(),
+        };
+        let worker = Worker::start(WorkerContext {
+            worker_id: settings.worker_id.clone(),
+            store: store.clone(),
+            folder: folder.clone(),
+            services,
+            progress: progress.clone(),
+            metrics: metrics.clone(),
+            max_tasks: settings.max_tasks,
+            task_types: settings.task_types.clone(),
+            lease_ms: coord.queue.lease_ms,
+            idle_poll: Duration::from_millis(coord.queue.idle_poll_ms),
+            retry: coord.queue.retry.clone(),
+        });
+
+        let monitor = Arc::new(HeartbeatMonitor::new(
+            store.clone(),
+            WorkerRegistry::new(store.clone(), coord.registry.clone()),
+            coord.heartbeat.clone(),
+            coord.queue.lease_ms,
+        ));
+        let active = worker.active_counter();
+        {
+            let active = active.clone();
+            let max = settings.max_tasks;
+            let m = metrics.clone();
+            monitor.start(
+                &settings.worker_id,
+                Arc::new(move || {
+                    m.heartbeats.with_label_values(&["sent"]).inc();
+                    let n = active.load(Ordering::Relaxed);
+                    HeartbeatInfo {
+                        load: Some(n as f64 / max.max(1) as f64),
+                        memory_bytes: resident_memory_bytes(),
+                        active_tasks: Some(n),
+                        extra: serde_json::Value::Null,
+                    }
+                }),
+            );
+        }
+        let maintenance = Arc::new(Maintenance::new(
+            store.clone(),
+            settings.worker_id.clone(),
+            monitor.clone(),
+            coord.queue.clone(),
+            coord.memory_sync.clone(),
+        ))
+        .spawn();
+
+        let state = Arc::new(NodeState {
+            settings: settings.clone(),
+            store,
+            folder,
+            queue,
+            registry,
+            locks,
+            balancer,
+            metrics,
+            progress,
+            started: Instant::now(),
+            active,
+        });
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("listening on {}", settings.listen))?;
+        let local_addr = listener.local_addr()?;
+        let (server_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = crate::api::router(state.clone());
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        tracing::info!(
+            worker_id = %settings.worker_id,
+            listen = %local_addr,
+            store = %settings.store_url,
+            plugins = %settings.plugins_dir.display(),
+            task_types = ?state.folder.task_types(),
+            "sentinel host started"
+        );
+        Ok(Node {
+            state,
+            local_addr,
+            worker,
+            monitor,
+            maintenance,
+            server,
+            server_stop,
+            _watch: watch,
+        })
+    }
+
+    /// Graceful shutdown: stop claiming, let running tasks finish within `grace`, release this
+    /// worker's locks, deregister. Tasks still running after `grace` are left leased to this
+    /// worker and are requeued by recovery once it is declared dead.
+    pub async fn shutdown(self, grace: Duration) {
+        let s = &self.state;
+        let id = &s.settings.worker_id;
+        tracing::info!(worker_id = %id, grace_ms = grace.as_millis() as u64, "draining");
+        if let Err(e) = s
+            .registry
+            .update_status(id, WorkerStatus::Draining, None)
+            .await
+        {
+            tracing::warn!(error = %e, "could not mark this worker draining");
+        }
+        let left = self.worker.drain(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                tasks = left,
+                "grace period over with tasks still running; they will be requeued by recovery"
+            );
+        } else {
+            match s.locks.release_worker_locks(id).await {
+                Ok(n) if n > 0 => tracing::info!(locks = n, "released this worker's locks"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "releasing locks"),
+            }
+            if let Err(e) = s.registry.deregister(id).await {
+                tracing::warn!(error = %e, "deregistering");
+            }
+        }
+        self.monitor.stop();
+        self.maintenance.abort();
+        let _ = self.server_stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        tracing::info!(worker_id = %id, "stopped");
+    }
+}
+
+fn set_strategy(
+    balancer: &LoadBalancer,
+    name: &str,
+    folder: &Arc<PluginFolder>,
+) -> anyhow::Result<()> {
+    if let Some(plugin_name) = name.strip_prefix("plugin:") {
+        let plugin = folder.strategy(plugin_name).with_context(|| {
+            format!("loadBalancer.strategy: no strategy plugin named {plugin_name:?} is loaded")
+        })?;
+        balancer.set_strategy(Arc::new(WasmStrategy {
+            name: name.to_string(),
+            plugin,
+            runtime: folder.runtime().clone(),
+        }));
+    } else {
+        let kind = StrategyKind::parse(name)
+            .with_context(|| format!("loadBalancer.strategy: unknown strategy {name:?}"))?;
+        balancer.set_builtin(kind);
+    }
+    Ok(())
+}
+
+/// Resident set size of this process, from /proc (Linux); `None` elsewhere.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

@@ -1,0 +1,395 @@
+//! The execution loop of one host: claim tasks, run each in a fresh sandbox, settle results.
+//!
+//! Claims are batched up to the free slots, results are settled in batches by one settler,
+//! and the loop sleeps on the store's task notifications rather than polling. A result is
+//! written with the fencing token of the claim, so a host that lost its lease (declared dead,
+//! task cancelled) can never record a completion. Shutdown stops claiming first, then waits
+//! for running tasks within a grace period.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sentinel_coord::Store;
+use sentinel_coord::Topic;
+use sentinel_coord::model::{ClaimRequest, Completion, Failure, RetryPolicy, Settlement, Task};
+use sentinel_runtime::{PluginFolder, ProgressSink, SandboxError, TaskServices};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::metrics::Metrics;
+
+/// Most results written in one store transaction.
+const SETTLE_BATCH: usize = 512;
+
+/// Progress of tasks running on this host, as last reported by their plugins.
+#[derive(Default)]
+pub struct ProgressBoard {
+    entries: Mutex<HashMap<String, (u8, String)>>,
+}
+
+impl ProgressBoard {
+    /// The last report of a task running here.
+    pub fn get(&self, task_id: &str) -> Option<(u8, String)> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(task_id)
+            .cloned()
+    }
+
+    fn remove(&self, task_id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(task_id);
+    }
+}
+
+impl ProgressSink for ProgressBoard {
+    fn report(&self, task_id: &str, percent: u8, message: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task_id.to_string(), (percent, message.to_string()));
+    }
+}
+
+/// What the loop needs.
+pub struct WorkerContext {
+    pub worker_id: String,
+    pub store: Arc<dyn Store>,
+    pub folder: Arc<PluginFolder>,
+    pub services: TaskServices,
+    pub progress: Arc<ProgressBoard>,
+    pub metrics: Arc<Metrics>,
+    pub max_tasks: u32,
+    /// `None`: whatever the plugin folder serves at the moment of each claim.
+    pub task_types: Option<Vec<String>>,
+    pub lease_ms: u64,
+    pub idle_poll: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// Handle on the running loop.
+pub struct Worker {
+    ctx: Arc<WorkerContext>,
+    active: Arc<AtomicU32>,
+    slots: Arc<Semaphore>,
+    stop_claiming: watch::Sender<bool>,
+    settler: tokio::task::JoinHandle<()>,
+    claimer: tokio::task::JoinHandle<()>,
+}
+
+enum Settle {
+    Done(Completion),
+    Failed(Failure),
+}
+
+impl Worker {
+    /// Starts claiming and running tasks.
+    pub fn start(ctx: WorkerContext) -> Worker {
+        let ctx = Arc::new(ctx);
+        let active = Arc::new(AtomicU32::new(0));
+        let slots = Arc::new(Semaphore::new(ctx.max_tasks as usize));
+        let (stop_claiming, stopped) = watch::channel(false);
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(settle_loop(ctx.clone(), settle_rx));
+        let claimer = tokio::spawn(claim_loop(
+            ctx.clone(),
+            active.clone(),
+            slots.clone(),
+            stopped,
+            settle_tx,
+        ));
+        Worker {
+            ctx,
+            active,
+            slots,
+            stop_claiming,
+            settler,
+            claimer,
+        }
+    }
+
+    /// Tasks running on this host now.
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// A counter the heartbeat reads.
+    pub fn active_counter(&self) -> Arc<AtomicU32> {
+        self.active.clone()
+    }
+
+    /// Stops claiming, waits up to `grace` for running tasks, flushes their results.
+    /// Returns how many tasks were still running when the grace period ended.
+    pub async fn drain(self, grace: Duration) -> u32 {
+        let _ = self.stop_claiming.send(true);
+        let _ = self.claimer.await;
+        let all = self.ctx.max_tasks;
+        let finished = tokio::time::timeout(grace, self.slots.acquire_many(all)).await;
+        let left = if finished.is_ok() {
+            0
+        } else {
+            self.active.load(Ordering::Relaxed)
+        };
+        // The claimer is gone and every finished task has sent its result: once the
+        // remaining senders (tasks still running past the grace period) are dropped with
+        // the runtime, the settler flushes and ends.
+        if left == 0 {
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.settler).await;
+        }
+        left
+    }
+}
+
+async fn claim_loop(
+    ctx: Arc<WorkerContext>,
+    active: Arc<AtomicU32>,
+    slots: Arc<Semaphore>,
+    mut stopped: watch::Receiver<bool>,
+    settle: mpsc::UnboundedSender<Settle>,
+) {
+    let mut wake = ctx.store.subscribe(Topic::Tasks);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        // Wait for at least one free slot (or shutdown).
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            _ = stopped.changed() => break,
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let task_types = ctx
+            .task_types
+            .clone()
+            .unwrap_or_else(|| ctx.folder.task_types());
+        if task_types.is_empty() {
+            drop(permits);
+            wait_for_work(&ctx, &mut wake, &mut stopped).await;
+            continue;
+        }
+        wake.borrow_and_update();
+        let req = ClaimRequest {
+            worker_id: ctx.worker_id.clone(),
+            task_types: Some(task_types),
+            tenants: None,
+            limit: permits.len() as u32,
+            lease_ms: ctx.lease_ms,
+        };
+        let claimed = match ctx.store.claim(&req).await {
+            Ok(tasks) => {
+                backoff = Duration::from_millis(50);
+                tasks
+            }
+            Err(e) => {
+                // The store is unreachable or failing: keep running what we have, retry later.
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
+                drop(permits);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            drop(permits);
+            wait_for_work(&ctx, &mut wake, &mut stopped).await;
+            continue;
+        }
+        for (task, permit) in claimed.into_iter().zip(permits.drain(..)) {
+            active.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.tasks_running_here.inc();
+            let (ctx, active, settle) = (ctx.clone(), active.clone(), settle.clone());
+            tokio::spawn(async move {
+                let result = run_task(&ctx, &task).await;
+                let _ = settle.send(result);
+                ctx.progress.remove(&task.id);
+                active.fetch_sub(1, Ordering::Relaxed);
+                ctx.metrics.tasks_running_here.dec();
+                drop(permit);
+            });
+        }
+        // Unused permits (fewer tasks than slots) are released here by `permits` dropping.
+    }
+}
+
+async fn wait_for_work(
+    ctx: &WorkerContext,
+    wake: &mut watch::Receiver<u64>,
+    stopped: &mut watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = wake.changed() => {}
+        _ = tokio::time::sleep(ctx.idle_poll) => {}
+        _ = stopped.changed() => {}
+    }
+}
+
+async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
+    let started = Instant::now();
+    let failure = |error: String, retryable: bool| {
+        Settle::Failed(Failure {
+            task_id: task.id.clone(),
+            fence: task.fence,
+            error,
+            retryable,
+        })
+    };
+    let Some(plugin) = ctx.folder.executor_for(&task.task_type) else {
+        // The plugin went away between claim and run: another host may still serve the type.
+        return failure(
+            format!(
+                "no plugin serves task type {:?} on worker {}",
+                task.task_type, ctx.worker_id
+            ),
+            true,
+        );
+    };
+    let mut metadata: Vec<(String, String)> = task
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (dep, output) in &task.dependency_outputs {
+        metadata.push((
+            format!("dependency:{dep}"),
+            String::from_utf8_lossy(output).into_owned(),
+        ));
+    }
+    let wit_task = sentinel_runtime::Task {
+        id: task.id.clone(),
+        task_type: task.task_type.clone(),
+        tenant: task.tenant.clone(),
+        priority: task.priority,
+        attempt: task.attempt,
+        payload: task.payload.clone(),
+        metadata,
+    };
+    let timeout = Duration::from_millis(task.timeout_ms.max(1));
+    let outcome = tokio::time::timeout(
+        timeout,
+        plugin.run(folder_runtime(ctx), &wit_task, &ctx.services),
+    )
+    .await;
+    ctx.metrics
+        .task_duration
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            ctx.metrics
+                .sandbox_errors
+                .with_label_values(&["TIMEOUT"])
+                .inc();
+            return failure(
+                format!("TIMEOUT: task timeout of {} ms exceeded", task.timeout_ms),
+                true,
+            );
+        }
+    };
+    if !outcome.log.text.is_empty() {
+        tracing::debug!(task_id = %task.id, log = %outcome.log.text, dropped = outcome.log.dropped_bytes, "task log");
+    }
+    match outcome.result {
+        Ok(output) => Settle::Done(Completion {
+            task_id: task.id.clone(),
+            fence: task.fence,
+            output,
+        }),
+        Err(e) => {
+            ctx.metrics
+                .sandbox_errors
+                .with_label_values(&[e.code()])
+                .inc();
+            let retryable = e.is_retryable();
+            let message = match &e {
+                SandboxError::TaskFailed { message, .. } => message.clone(),
+                other => format!("{}: {other}", other.code()),
+            };
+            failure(message, retryable)
+        }
+    }
+}
+
+fn folder_runtime(ctx: &WorkerContext) -> &Arc<sentinel_runtime::Runtime> {
+    ctx.folder.runtime()
+}
+
+async fn settle_loop(ctx: Arc<WorkerContext>, mut rx: mpsc::UnboundedReceiver<Settle>) {
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Settle::Done(c) => done.push(c),
+                Settle::Failed(f) => failed.push(f),
+            }
+            if done.len() + failed.len() >= SETTLE_BATCH {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !done.is_empty() {
+            let batch = std::mem::take(&mut done);
+            settle_with_retry(&ctx, "complete", || ctx.store.complete(&batch), batch.len()).await;
+        }
+        if !failed.is_empty() {
+            let batch = std::mem::take(&mut failed);
+            settle_with_retry(
+                &ctx,
+                "fail",
+                || ctx.store.fail(&batch, &ctx.retry),
+                batch.len(),
+            )
+            .await;
+        }
+    }
+}
+
+/// Writes a batch of results, retrying while the store is unavailable: a result is only
+/// dropped when the store refuses it (lost lease), never because of an outage.
+async fn settle_with_retry<'a, F, Fut>(ctx: &'a WorkerContext, what: &str, write: F, n: usize)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = sentinel_coord::StoreResult<Vec<Settlement>>> + 'a,
+{
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match write().await {
+            Ok(settlements) => {
+                for s in settlements {
+                    match s {
+                        Settlement::Applied(state) => ctx
+                            .metrics
+                            .tasks_settled
+                            .with_label_values(&[state.as_str()])
+                            .inc(),
+                        Settlement::Rejected(reason) => {
+                            ctx.metrics.completions_rejected.inc();
+                            tracing::warn!(%reason, "result refused: this worker no longer holds the task");
+                        }
+                    }
+                }
+                return;
+            }
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, what, tasks = n, retry_in_ms = backoff.as_millis() as u64, "store unavailable; will retry writing results");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                // Not transient: the leases run out and the tasks run again elsewhere
+                // (at-least-once), which is safe; retrying would only block newer results.
+                tracing::error!(error = %e, what, tasks = n, "store refused the results; the tasks will be requeued when their leases expire");
+                return;
+            }
+        }
+    }
+}
