@@ -1,0 +1,131 @@
+//! Drives real `sentinel` processes for the end-to-end tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sentinel::client::Client;
+
+/// One `sentinel worker` process.
+pub struct Host {
+    pub id: String,
+    pub child: Child,
+    pub client: Client,
+    pub log: PathBuf,
+}
+
+/// Fast heartbeats so failover is quick: stale after 1.5 s, checked every 0.5 s.
+pub const HEARTBEAT_MS: u64 = 500;
+pub const STALE_MS: u64 = 1500;
+pub const CHECK_MS: u64 = 500;
+
+pub fn plugins_dir() -> &'static Path {
+    &sentinel_guest_build::build_once().plugins_dir
+}
+
+/// Starts a worker on `store` and waits until it serves HTTP.
+pub fn spawn_worker(id: &str, store: &str, dir: &Path, max_tasks: u32) -> Host {
+    let data = dir.join(id);
+    std::fs::create_dir_all(&data).unwrap();
+    let log = dir.join(format!("{id}.log"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sentinel"))
+        .args([
+            "worker",
+            "--store",
+            store,
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-id",
+            id,
+            "--log-format",
+            "json",
+        ])
+        .arg("--plugins")
+        .arg(plugins_dir())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--max-tasks", &max_tasks.to_string()])
+        .args(["--heartbeat-interval-ms", &HEARTBEAT_MS.to_string()])
+        .args(["--stale-threshold-ms", &STALE_MS.to_string()])
+        .args(["--check-interval-ms", &CHECK_MS.to_string()])
+        .args(["--shutdown-grace-seconds", "30"])
+        .env("SENTINEL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning sentinel");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log_path = log.clone();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut out = std::fs::File::create(&log_path).unwrap();
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(addr) = line.strip_prefix("sentinel listening on ") {
+                    let _ = tx.send(
+                        addr.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                    sent = true;
+                }
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| {
+            panic!(
+                "worker {id} did not start; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    Host {
+        id: id.to_string(),
+        child,
+        client: Client::new(&addr, None).unwrap(),
+        log,
+    }
+}
+
+impl Host {
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `limit`.
+pub async fn until<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every task of the default tenant.
+pub async fn all_tasks(c: &Client) -> Vec<serde_json::Value> {
+    c.get("/v1/tasks?limit=10000").await.unwrap()["tasks"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
