@@ -217,27 +217,42 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
     Ok(conn)
 }
 
-/// Another process's commit is invisible to our in-process senders, so a dedicated thread watches
-/// `PRAGMA data_version` (it changes whenever any other connection commits) and bumps every topic.
-/// The thread ends when the store is dropped.
+/// Another process's commit is invisible to our in-process senders, so a dedicated thread reads
+/// the two wake counters (`memory_seq`, bumped by every memory change, and `task_wake`, bumped
+/// whenever tasks may have become claimable) and bumps the matching topic when one moved. A
+/// counter read is exact where `PRAGMA data_version` proved to miss the odd commit. The thread
+/// ends when the store is dropped.
+fn read_wake_counters(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.prepare_cached(
+        "SELECT (SELECT value FROM counters WHERE name = 'memory_seq'),
+                (SELECT value FROM counters WHERE name = 'task_wake')",
+    )
+    .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+}
+
 fn spawn_change_detector(inner: Weak<Inner>, conn: Connection, every: Duration) {
+    // The baseline is read before open() returns: a commit made right after opening must
+    // count as a change, not become the baseline.
+    let mut last = read_wake_counters(&conn).ok();
     let spawned = std::thread::Builder::new()
         .name("sqlite-change-detector".into())
         .spawn(move || {
-            let mut last: Option<i64> = None;
             loop {
                 std::thread::sleep(every);
                 let Some(inner) = inner.upgrade() else { return };
                 if inner.closed.load(Ordering::Relaxed) {
                     return;
                 }
-                let v: Result<i64, _> = conn.query_row("PRAGMA data_version", [], |r| r.get(0));
-                if let Ok(v) = v {
-                    if last.is_some_and(|l| l != v) {
-                        inner.tasks_tx.send_modify(|x| *x = x.wrapping_add(1));
-                        inner.memory_tx.send_modify(|x| *x = x.wrapping_add(1));
+                if let Ok((mem, tasks)) = read_wake_counters(&conn) {
+                    if let Some((last_mem, last_tasks)) = last {
+                        if mem != last_mem {
+                            inner.memory_tx.send_modify(|x| *x = x.wrapping_add(1));
+                        }
+                        if tasks != last_tasks {
+                            inner.tasks_tx.send_modify(|x| *x = x.wrapping_add(1));
+                        }
                     }
-                    last = Some(v);
+                    last = Some((mem, tasks));
                 }
             }
         });

@@ -211,6 +211,16 @@ fn requeue_lost(
     }
 }
 
+/// Tells other processes' change detectors that tasks may have become claimable.
+fn bump_task_wake(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    exec(
+        tx,
+        "UPDATE counters SET value = value + 1 WHERE name = 'task_wake'",
+        [],
+    )?;
+    Ok(())
+}
+
 fn has_dependents(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
     tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM task_deps WHERE dep_id = ?1)")
         .and_then(|mut s| s.query_row([id], |r| r.get(0)))
@@ -315,6 +325,7 @@ impl QueueStore for SqliteStore {
                     }
                     ids.push(id);
                 }
+                bump_task_wake(tx)?;
                 Ok(ids)
             })
             .await?;
@@ -456,6 +467,9 @@ impl QueueStore for SqliteStore {
                 for (w, (n, dur)) in per_worker {
                     add_outcomes(tx, &w, n, 0, dur)?;
                 }
+                if wake {
+                    bump_task_wake(tx)?;
+                }
                 Ok((out, wake))
             })
             .await?;
@@ -562,6 +576,9 @@ impl QueueStore for SqliteStore {
                                        WHERE d.task_id = ?1 AND t2.state IN ('dead', 'cancelled'))",
                     params![id, t, now],
                 )?;
+                if n > 0 {
+                    bump_task_wake(tx)?;
+                }
                 Ok(n > 0)
             })
             .await?;
@@ -651,6 +668,9 @@ impl QueueStore for SqliteStore {
                 for (id, attempt, max_retries) in &running {
                     requeue_lost(tx, now, id, *attempt, *max_retries, &format!("worker {w} lost"))?;
                 }
+                if !running.is_empty() {
+                    bump_task_wake(tx)?;
+                }
                 Ok(running.len() as u64)
             })
             .await?;
@@ -704,6 +724,9 @@ impl QueueStore for SqliteStore {
                         TaskState::Failed => report.retrying += 1,
                         _ => report.dead += 1,
                     }
+                }
+                if report.requeued > 0 {
+                    bump_task_wake(tx)?;
                 }
                 Ok(report)
             })

@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO counters (name, value) VALUES ('lock_fence', 0), ('memory_seq', 0);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('lock_fence', 0), ('memory_seq', 0), ('task_wake', 0);
 
 CREATE TABLE IF NOT EXISTS locks (
     tenant      TEXT NOT NULL,
