@@ -194,6 +194,14 @@ where
     T: Send + 'static,
     F: FnOnce() -> StoreResult<T> + Send + 'static,
 {
+    // On a multi-thread runtime, block_in_place runs the short SQLite work right here (the
+    // runtime moves this worker's other tasks elsewhere), saving a hop to the blocking pool on
+    // every call. A current-thread runtime cannot do that, so it uses the blocking pool.
+    if let Ok(handle) = tokio::runtime::Handle::try_current()
+        && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        return tokio::task::block_in_place(f);
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
