@@ -293,9 +293,19 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
             );
         }
     };
-    if !outcome.log.text.is_empty() {
-        tracing::debug!(task_id = %task.id, log = %outcome.log.text, dropped = outcome.log.dropped_bytes, "task log");
-    }
+    tracing::debug!(
+        component = "worker",
+        worker_id = %ctx.worker_id,
+        action = "run_task",
+        task_id = %task.id,
+        task_type = %task.task_type,
+        attempt = task.attempt,
+        result = match &outcome.result { Ok(_) => "success", Err(e) => e.code() },
+        duration_ms = outcome.duration.as_millis() as u64,
+        log = %outcome.log.text,
+        log_dropped_bytes = outcome.log.dropped_bytes,
+        "task ran"
+    );
     match outcome.result {
         Ok(output) => Settle::Done(Completion {
             task_id: task.id.clone(),
