@@ -18,6 +18,7 @@ use sentinel_coord::model::{
 use sentinel_coord::queue::Queue;
 use sentinel_coord::registry::WorkerRegistry;
 use sentinel_coord::{SqliteStore, Store};
+use sentinel_postgres::PgStore;
 use sentinel_runtime::{PluginFolder, Runtime, RuntimeConfig, TaskServices};
 
 use crate::bridges::{StoreKv, WasmStrategy};
@@ -64,11 +65,13 @@ pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!(
-            "store {url}: the PostgreSQL backend is not part of this build yet; use sqlite://PATH"
-        );
+        // Opens without waiting for the server: the schema is migrated on first use, and calls
+        // report `Unavailable` (retried by callers) until the database answers. The URL is not
+        // echoed: it may carry a password.
+        let store = PgStore::open(url).context("opening the PostgreSQL store")?;
+        return Ok(Arc::new(store));
     }
-    anyhow::bail!("store {url}: unsupported URL; use sqlite://PATH")
+    anyhow::bail!("store {url}: unsupported URL; use sqlite://PATH or postgres://...")
 }
 
 impl Node {

@@ -1,0 +1,36 @@
+//! Sentinel's PostgreSQL store: [`PgStore`] implements the coordination contract
+//! ([`sentinel_coord::Store`]) on a PostgreSQL server that many worker hosts share, and passes the
+//! same conformance suite as the embedded SQLite store.
+//!
+//! * [`store`]: the pool, the time source, the transaction/retry plumbing and the `Store` impl.
+//! * [`schema`]: versioned migrations, applied at open under an advisory lock.
+//! * `locks`, `registry`, `memory`, `queue`: each area's SQL, mirroring `sentinel_coord::sqlite`.
+//! * [`notify`]: LISTEN/NOTIFY wake-ups feeding [`sentinel_coord::Store::subscribe`].
+//! * [`error`]: PostgreSQL errors → [`sentinel_coord::StoreError`] (connection trouble is
+//!   `Unavailable`, so callers retry).
+//! * [`testing`]: the shared set-up of this crate's tests and benches (one schema per store).
+//!
+//! How PostgreSQL keeps the contract's promises:
+//! * **Claims** lock candidate rows with `FOR UPDATE SKIP LOCKED`, so concurrent claimers never
+//!   wait on each other and never share a task; a claim of up to N tasks is one statement.
+//! * **Time** is the database's (`statement_timestamp()`), never a worker's, unless a clock is
+//!   injected (tests): then that clock's `now_ms()` is bound as a parameter instead.
+//! * **Fencing tokens** come from one sequence, drawn only while the key is serialised by a
+//!   transaction-scoped advisory lock, so a later grant of a key always has a greater token.
+//! * **The memory change log** is numbered by a counter row whose row lock is held to commit, so
+//!   sequence order is commit order and a reader resuming "after N" never skips a late commit.
+//! * **Wake-ups**: `pg_notify` in the writing transaction, one `LISTEN` connection per store.
+
+mod codec;
+pub mod error;
+mod locks;
+mod memory;
+pub mod notify;
+mod queue;
+mod registry;
+pub mod schema;
+mod settle;
+pub mod store;
+pub mod testing;
+
+pub use store::{PgOptions, PgStore};

@@ -1,0 +1,218 @@
+//! The PostgreSQL schema and its migrations. Migrations are numbered, applied in order inside one
+//! transaction at open, and recorded in `schema_migrations`; a transaction-scoped advisory lock
+//! keyed by the schema name serialises workers that start at once, so each step runs exactly
+//! once. A released migration must never be edited: change the schema by appending a new step.
+//!
+//! Column conventions (the same as the SQLite store's, so both decode alike): times are `bigint`
+//! milliseconds on the store's clock; JSON documents are `text` holding serde_json output (read
+//! whole, never queried inside, and round-tripped byte for byte); identifiers use `COLLATE "C"` so
+//! ordering by key is bytewise, whatever the database's locale.
+
+use tokio_postgres::{Config, NoTls};
+
+use crate::error::map_pg;
+use sentinel_coord::{StoreError, StoreResult};
+
+/// `(version, SQL)`, ascending. Each runs with `search_path` set to the store's schema.
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+
+const V1: &str = r#"
+-- The store's "now" in ms: the injected clock's value when one is bound, else the database's
+-- statement time (stable within a statement, so every use in one statement agrees).
+CREATE FUNCTION sentinel_now_ms(p bigint) RETURNS bigint LANGUAGE sql STABLE AS
+$$ SELECT COALESCE(p, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint) $$;
+
+-- memory_seq: the change log's counter; its row lock, held to commit, orders memory writers.
+CREATE TABLE counters (
+    name  text COLLATE "C" PRIMARY KEY,
+    value bigint NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('memory_seq', 0);
+
+-- Fencing tokens for every lock grant, store-wide.
+CREATE SEQUENCE lock_fence;
+
+CREATE TABLE locks (
+    tenant      text COLLATE "C" NOT NULL,
+    key         text COLLATE "C" NOT NULL,
+    owner       text COLLATE "C" NOT NULL,
+    token       bigint NOT NULL,
+    acquired_at bigint NOT NULL,
+    expires_at  bigint NOT NULL,
+    metadata    text NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE INDEX locks_owner ON locks (owner);
+CREATE INDEX locks_expiry ON locks (expires_at);
+
+CREATE TABLE workers (
+    worker_id         text COLLATE "C" PRIMARY KEY,
+    hostname          text NOT NULL,
+    status            text NOT NULL,
+    registered_at     bigint NOT NULL,
+    last_heartbeat    bigint NOT NULL,
+    max_tasks         bigint NOT NULL,
+    active_tasks      bigint NOT NULL,
+    available_slots   bigint NOT NULL,
+    capabilities      text NOT NULL,
+    metadata          text NOT NULL,
+    heartbeat         text NOT NULL,
+    completed         bigint NOT NULL DEFAULT 0,
+    failed            bigint NOT NULL DEFAULT 0,
+    total_duration_ms bigint NOT NULL DEFAULT 0
+);
+
+CREATE TABLE memory (
+    tenant     text COLLATE "C" NOT NULL,
+    namespace  text COLLATE "C" NOT NULL,
+    key        text COLLATE "C" NOT NULL,
+    value      text,             -- NULL = deleted (the row keeps the version sequence going)
+    version    bigint NOT NULL,
+    ts         bigint NOT NULL,
+    writer     text COLLATE "C" NOT NULL,
+    expires_at bigint,
+    PRIMARY KEY (tenant, namespace, key)
+);
+CREATE INDEX memory_expiry ON memory (expires_at) WHERE expires_at IS NOT NULL AND value IS NOT NULL;
+
+CREATE TABLE memory_changes (
+    seq       bigint PRIMARY KEY,
+    tenant    text COLLATE "C" NOT NULL,
+    namespace text COLLATE "C" NOT NULL,
+    key       text COLLATE "C" NOT NULL,
+    kind      text NOT NULL,
+    value     text,
+    version   bigint NOT NULL,
+    ts        bigint NOT NULL,
+    writer    text COLLATE "C" NOT NULL,
+    logged_at bigint NOT NULL
+);
+CREATE INDEX memory_changes_logged ON memory_changes (logged_at);
+
+CREATE TABLE tasks (
+    seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               text COLLATE "C" NOT NULL UNIQUE,
+    tenant           text COLLATE "C" NOT NULL,
+    task_type        text COLLATE "C" NOT NULL,
+    priority         integer NOT NULL,
+    payload          bytea NOT NULL,
+    metadata         text NOT NULL,
+    max_retries      bigint NOT NULL,
+    timeout_ms       bigint NOT NULL,
+    attempt          bigint NOT NULL DEFAULT 0,
+    state            text NOT NULL,
+    worker_id        text COLLATE "C",
+    lease_expires_at bigint,
+    deadline_at      bigint,
+    fence            bigint NOT NULL DEFAULT 0,
+    output           bytea,
+    error            text,
+    created_at       bigint NOT NULL,
+    updated_at       bigint NOT NULL,
+    started_at       bigint,
+    finished_at      bigint,
+    run_at           bigint NOT NULL,
+    depends_on       text,           -- JSON array, NULL when none
+    required_worker  text COLLATE "C",
+    same_worker_as   text COLLATE "C",
+    excluded_workers text[] COLLATE "C"  -- NULL when none
+);
+-- Exactly the claimable-state rows, in claim order: a claim reads the head of this index.
+CREATE INDEX tasks_ready ON tasks (priority DESC, seq) WHERE state IN ('pending', 'failed');
+CREATE INDEX tasks_running ON tasks (worker_id) WHERE state = 'running';
+CREATE INDEX tasks_tenant_state ON tasks (tenant, state);
+
+CREATE TABLE task_deps (
+    task_id text COLLATE "C" NOT NULL,
+    dep_id  text COLLATE "C" NOT NULL,
+    PRIMARY KEY (task_id, dep_id)
+);
+CREATE INDEX task_deps_dep ON task_deps (dep_id);
+"#;
+
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Creates the schema if needed and applies pending migrations, on a connection of its own.
+pub async fn migrate(config: &Config, schema: &str) -> StoreResult<()> {
+    let (mut client, connection) = config.connect(NoTls).await.map_err(|e| map_pg(&e))?;
+    let driver = tokio::spawn(connection);
+    let result = async {
+        let tx = client.transaction().await?;
+        // Serialises concurrent openers of this schema, including its creation (a bare
+        // `CREATE SCHEMA IF NOT EXISTS` races with itself and can fail on a unique index).
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1)::bigint)",
+            &[&format!("sentinel_migrate:{schema}")],
+        )
+        .await?;
+        // The name was validated by the caller ([a-z0-9_]), so it is safe to splice.
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             SET LOCAL search_path TO {schema};
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             );"
+        ))
+        .await?;
+        let current: i32 = tx
+            .query_one(
+                "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        if current > SCHEMA_VERSION {
+            return Ok(Err(StoreError::Backend(format!(
+                "schema {schema} is at version {current}, newer than this build's {SCHEMA_VERSION}: upgrade Sentinel"
+            ))));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
+            tracing::info!(schema, version, "applied PostgreSQL store migration");
+        }
+        tx.commit().await?;
+        Ok::<_, tokio_postgres::Error>(Ok(()))
+    }
+    .await;
+    drop(client);
+    let _ = driver.await;
+    result.map_err(|e| map_pg(&e))?
+}
+
+/// Drops the schema and everything in it, from any context (also from `Drop` inside an async
+/// runtime): a thread with its own small runtime does the work while the caller waits.
+/// Best-effort: failures are logged, never raised.
+pub(crate) fn drop_schema_blocking(config: &Config, schema: &str) {
+    let config = config.clone();
+    let schema = schema.to_string();
+    let joined = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+            let driver = tokio::spawn(connection);
+            let r = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await
+                .map_err(|e| e.to_string());
+            drop(client);
+            let _ = driver.await;
+            r
+        })
+    })
+    .join();
+    match joined {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not drop the PostgreSQL test schema"),
+        Err(_) => tracing::warn!("the schema-dropping thread panicked"),
+    }
+}

@@ -1,0 +1,616 @@
+//! Settlement SQL: complete, fail, cancel, retry from the dead-letter queue, lease renewal,
+//! requeue of a lost worker's tasks and the expiry sweep. Every change of a running task is
+//! conditioned on `state = 'running' AND fence = <presented>` evaluated on the row's latest
+//! version (PostgreSQL re-checks the condition after waiting for a concurrent writer), which is
+//! what makes completion exactly-once when leases are lost. Decisions that need Rust (retry
+//! backoff with jitter) lock the rows first (`FOR UPDATE`), decide, then write in one batch.
+//! This module must never settle a task whose fence it has not checked under a row lock.
+
+use std::collections::{HashMap, HashSet};
+
+use sentinel_coord::model::*;
+use sentinel_coord::{StoreResult, Topic};
+use tokio_postgres::Statement;
+
+use crate::codec::{ms_param, u32_col, u64_col};
+use crate::error::OpError;
+use crate::notify::TASKS_PAYLOAD;
+use crate::queue::parse_state;
+use crate::store::{PgStore, with_conn};
+
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// Completes one batch of distinct tasks in one statement: settle the rows, add the workers'
+/// stats, and notify claimers if a completed task has dependents (they may now be claimable).
+const COMPLETE: &str = "
+WITH clk AS MATERIALIZED (SELECT sentinel_now_ms($1::int8) AS now),
+input AS (
+    SELECT * FROM unnest($2::text[], $3::int8[], $4::bytea[]) WITH ORDINALITY AS i(id, fence, output, ord)
+),
+done AS (
+    UPDATE tasks t SET state = 'completed', output = i.output, finished_at = clk.now,
+        updated_at = clk.now, lease_expires_at = NULL, deadline_at = NULL
+    FROM input i, clk
+    WHERE t.id = i.id AND t.state = 'running' AND t.fence = i.fence
+    RETURNING t.id, t.worker_id, GREATEST(clk.now - COALESCE(t.started_at, clk.now), 0) AS dur
+),
+stats AS (
+    UPDATE workers w SET completed = w.completed + s.n,
+        total_duration_ms = w.total_duration_ms + s.dur
+    FROM (SELECT worker_id, count(*) AS n, sum(dur)::int8 AS dur FROM done
+          WHERE worker_id IS NOT NULL GROUP BY worker_id) s
+    WHERE w.worker_id = s.worker_id
+),
+n AS (
+    SELECT pg_notify($5, $6)
+    WHERE EXISTS (SELECT 1 FROM done d JOIN task_deps td ON td.dep_id = d.id)
+)
+SELECT i.ord, d.id IS NOT NULL, (SELECT count(*) FROM n)
+FROM input i LEFT JOIN done d ON d.id = i.id
+ORDER BY i.ord";
+
+/// Why a settlement that needs "running with this fence" did not match, for each id.
+async fn rejections(
+    c: &impl tokio_postgres::GenericClient,
+    ids: &[&str],
+) -> Result<HashMap<String, (TaskState, u64)>, OpError> {
+    let rows = c
+        .query(
+            "SELECT id, state, fence FROM tasks WHERE id = ANY ($1::text[])",
+            &[&ids],
+        )
+        .await?;
+    let mut out = HashMap::new();
+    for r in &rows {
+        out.insert(r.get(0), (parse_state(r.get(1))?, u64_col(r.get(2))));
+    }
+    Ok(out)
+}
+
+fn rejection(current: Option<&(TaskState, u64)>, fence: u64) -> Rejection {
+    match current {
+        None => Rejection::NotFound,
+        Some(&(TaskState::Running, cur)) if cur != fence => Rejection::StaleFence { current: cur },
+        Some(&(state, _)) => Rejection::NotRunning(state),
+    }
+}
+
+/// Splits a batch into rounds in which every task id occurs once (normally one round), so a
+/// task settled twice in one batch is judged the second time against the first's result, as a
+/// sequential store would.
+fn rounds<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<(HashSet<&str>, Vec<usize>)> = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let key = id(it);
+        match rounds.iter_mut().find(|(seen, _)| !seen.contains(key)) {
+            Some((seen, idx)) => {
+                seen.insert(key);
+                idx.push(i);
+            }
+            None => rounds.push((HashSet::from([key]), vec![i])),
+        }
+    }
+    rounds.into_iter().map(|(_, idx)| idx).collect()
+}
+
+/// Runs [`COMPLETE`] for one round; returns per-item "applied" and whether claimers were notified.
+async fn complete_round(
+    c: &impl tokio_postgres::GenericClient,
+    stmt: &Statement,
+    items: &[&Completion],
+    now: Option<i64>,
+    channel: &str,
+) -> Result<(Vec<bool>, bool), OpError> {
+    let ids: Vec<&str> = items.iter().map(|c| c.task_id.as_str()).collect();
+    let fences: Vec<i64> = items.iter().map(|c| c.fence as i64).collect();
+    let outputs: Vec<&[u8]> = items.iter().map(|c| c.output.as_slice()).collect();
+    let rows = c
+        .query(
+            stmt,
+            &[&now, &ids, &fences, &outputs, &channel, &TASKS_PAYLOAD],
+        )
+        .await?;
+    let applied = rows.iter().map(|r| r.get::<_, bool>(1)).collect();
+    let notified = rows.first().is_some_and(|r| r.get::<_, i64>(2) > 0);
+    Ok((applied, notified))
+}
+
+pub(crate) async fn complete(
+    store: &PgStore,
+    completions: &[Completion],
+) -> StoreResult<Vec<Settlement>> {
+    if completions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = store.now_param();
+    let channel = store.inner.channel.as_str();
+    let rounds = rounds(completions, |c| c.task_id.as_str());
+    let (applied, notified, current) = with_conn!(store, |c| {
+        let stmt = c.prepare_cached(COMPLETE).await?;
+        let mut applied = vec![false; completions.len()];
+        let mut notified = false;
+        let pick = |idx: &[usize]| idx.iter().map(|&i| &completions[i]).collect::<Vec<_>>();
+        if rounds.len() == 1 {
+            // The common case: one autocommit statement.
+            let (a, n) = complete_round(&**c, &stmt, &pick(&rounds[0]), now, channel).await?;
+            for (k, &i) in rounds[0].iter().enumerate() {
+                applied[i] = a[k];
+            }
+            notified |= n;
+            let refused: Vec<&str> = (0..completions.len())
+                .filter(|&i| !applied[i])
+                .map(|i| completions[i].task_id.as_str())
+                .collect();
+            let current = if refused.is_empty() {
+                HashMap::new()
+            } else {
+                rejections(&**c, &refused).await?
+            };
+            return Ok((applied, notified, current));
+        }
+        let tx = c.transaction().await?;
+        for round in &rounds {
+            let (a, n) = complete_round(&*tx, &stmt, &pick(round), now, channel).await?;
+            for (k, &i) in round.iter().enumerate() {
+                applied[i] = a[k];
+            }
+            notified |= n;
+        }
+        let refused: Vec<&str> = (0..completions.len())
+            .filter(|&i| !applied[i])
+            .map(|i| completions[i].task_id.as_str())
+            .collect();
+        let current = rejections(&*tx, &refused).await?;
+        tx.commit().await?;
+        Ok((applied, notified, current))
+    })?;
+    if notified {
+        store.wake_local(Topic::Tasks);
+    }
+    Ok(completions
+        .iter()
+        .zip(applied)
+        .map(|(c, ok)| {
+            if ok {
+                Settlement::Applied(TaskState::Completed)
+            } else {
+                Settlement::Rejected(rejection(current.get(&c.task_id), c.fence))
+            }
+        })
+        .collect())
+}
+
+/// A decided change of a task's state, written by [`apply`].
+struct Transition {
+    id: String,
+    state: TaskState,
+    error: String,
+    /// Set for pending/failed (when it may run again); dead keeps its run_at.
+    run_at: Option<i64>,
+}
+
+/// Writes transitions in one statement, then fails every waiting dependent of a task that went
+/// dead. Leases and deadlines end; a dead task is finished.
+async fn apply(tx: &Tx<'_>, now: i64, transitions: &[Transition]) -> Result<(), OpError> {
+    if transitions.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = transitions.iter().map(|t| t.id.as_str()).collect();
+    let states: Vec<&str> = transitions.iter().map(|t| t.state.as_str()).collect();
+    let errors: Vec<&str> = transitions.iter().map(|t| t.error.as_str()).collect();
+    let run_at: Vec<Option<i64>> = transitions.iter().map(|t| t.run_at).collect();
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE tasks t SET state = x.state, error = x.error,
+               run_at = COALESCE(x.run_at, t.run_at),
+               finished_at = CASE WHEN x.state = 'dead' THEN $5::int8 ELSE t.finished_at END,
+               updated_at = $5::int8, lease_expires_at = NULL, deadline_at = NULL
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS x(id, state, error, run_at)
+             WHERE t.id = x.id",
+        )
+        .await?;
+    tx.execute(&stmt, &[&ids, &states, &errors, &run_at, &now])
+        .await?;
+    let dead: Vec<&str> = transitions
+        .iter()
+        .filter(|t| t.state == TaskState::Dead)
+        .map(|t| t.id.as_str())
+        .collect();
+    cascade_dead(tx, now, &dead).await
+}
+
+/// Moves every pending/failed task that (transitively) depends on one of `roots` to dead: it
+/// can never run, and waiting for it would hide the failure. The reason names the dependency
+/// through which the failure reached it.
+async fn cascade_dead(tx: &Tx<'_>, now: i64, roots: &[&str]) -> Result<(), OpError> {
+    if roots.is_empty() {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached(
+            "WITH RECURSIVE doomed(id, dep) AS (
+                 SELECT d.task_id, d.dep_id FROM task_deps d JOIN tasks t ON t.id = d.task_id
+                 WHERE d.dep_id = ANY ($1::text[]) AND t.state IN ('pending', 'failed')
+               UNION
+                 SELECT d.task_id, d.dep_id FROM doomed x
+                 JOIN task_deps d ON d.dep_id = x.id JOIN tasks t ON t.id = d.task_id
+                 WHERE t.state IN ('pending', 'failed')
+             )
+             UPDATE tasks t SET state = 'dead',
+               error = 'dependency ' || x.dep || ' will never complete',
+               finished_at = $2::int8, updated_at = $2::int8
+             FROM (SELECT DISTINCT ON (id) id, dep FROM doomed ORDER BY id, dep) x
+             WHERE t.id = x.id AND t.state IN ('pending', 'failed')",
+        )
+        .await?;
+    tx.execute(&stmt, &[&roots, &now]).await?;
+    Ok(())
+}
+
+/// Adds outcomes to worker stats, one row per worker.
+async fn add_outcomes(
+    tx: &Tx<'_>,
+    per_worker: HashMap<String, (i64, i64, i64)>,
+) -> Result<(), OpError> {
+    if per_worker.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    let (mut ok, mut bad, mut dur) = (Vec::new(), Vec::new(), Vec::new());
+    for (w, (c, f, d)) in per_worker {
+        ids.push(w);
+        ok.push(c);
+        bad.push(f);
+        dur.push(d);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE workers w SET completed = w.completed + x.c, failed = w.failed + x.f,
+               total_duration_ms = w.total_duration_ms + x.d
+             FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS x(id, c, f, d)
+             WHERE w.worker_id = x.id",
+        )
+        .await?;
+    tx.execute(&stmt, &[&ids, &ok, &bad, &dur]).await?;
+    Ok(())
+}
+
+async fn notify_tasks(tx: &Tx<'_>, channel: &str) -> Result<(), OpError> {
+    let stmt = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+    tx.execute(&stmt, &[&channel, &TASKS_PAYLOAD]).await?;
+    Ok(())
+}
+
+/// The failure path shared by explicit failures and deadlines: retry with backoff while
+/// attempts remain, else dead-letter.
+fn failure_transition(
+    now: i64,
+    id: &str,
+    attempt: u32,
+    max_retries: u32,
+    error: &str,
+    retryable: bool,
+    policy: &RetryPolicy,
+) -> Transition {
+    if retryable && attempt <= max_retries {
+        Transition {
+            id: id.to_string(),
+            state: TaskState::Failed,
+            error: error.to_string(),
+            run_at: Some(now.saturating_add(ms_param(policy.delay_for(attempt)))),
+        }
+    } else {
+        Transition {
+            id: id.to_string(),
+            state: TaskState::Dead,
+            error: if retryable {
+                format!("{error} (gave up after {attempt} attempts)")
+            } else {
+                error.to_string()
+            },
+            run_at: None,
+        }
+    }
+}
+
+/// The lost-worker path: runnable again at once, unless all attempts are used up (a task that
+/// kills its workers must not loop forever).
+fn lost_transition(now: i64, id: &str, attempt: u32, max_retries: u32, reason: &str) -> Transition {
+    if attempt > max_retries {
+        Transition {
+            id: id.to_string(),
+            state: TaskState::Dead,
+            error: format!("{reason} (gave up after {attempt} attempts)"),
+            run_at: None,
+        }
+    } else {
+        Transition {
+            id: id.to_string(),
+            state: TaskState::Pending,
+            error: reason.to_string(),
+            run_at: Some(now),
+        }
+    }
+}
+
+pub(crate) async fn fail(
+    store: &PgStore,
+    failures: &[Failure],
+    policy: &RetryPolicy,
+) -> StoreResult<Vec<Settlement>> {
+    if failures.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now_p = store.now_param();
+    let ids: Vec<&str> = failures.iter().map(|f| f.task_id.as_str()).collect();
+    with_conn!(store, |c| {
+        let tx = c.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "SELECT id, state, fence, attempt, max_retries, worker_id, started_at,
+                        sentinel_now_ms($2::int8)
+                 FROM tasks WHERE id = ANY ($1::text[]) ORDER BY id FOR UPDATE",
+            )
+            .await?;
+        let rows = tx.query(&stmt, &[&ids, &now_p]).await?;
+        let now = match (now_p, rows.first()) {
+            (Some(n), _) => n,
+            (None, Some(r)) => r.get(7),
+            // Nothing to settle: every failure is for an unknown task.
+            (None, None) => 0,
+        };
+        // (state, fence, attempt, max_retries, worker, started_at), updated as we go so a task
+        // failed twice in one batch is judged against the first failure's result.
+        let mut rows_by_id: HashMap<
+            String,
+            (TaskState, u64, u32, u32, Option<String>, Option<i64>),
+        > = HashMap::new();
+        for r in &rows {
+            rows_by_id.insert(
+                r.get(0),
+                (
+                    parse_state(r.get(1))?,
+                    u64_col(r.get(2)),
+                    u32_col(r.get(3)),
+                    u32_col(r.get(4)),
+                    r.get(5),
+                    r.get(6),
+                ),
+            );
+        }
+        let mut out = Vec::with_capacity(failures.len());
+        let mut transitions: Vec<Transition> = Vec::new();
+        let mut per_worker: HashMap<String, (i64, i64, i64)> = HashMap::new();
+        for f in failures {
+            let Some(row) = rows_by_id.get_mut(&f.task_id) else {
+                out.push(Settlement::Rejected(Rejection::NotFound));
+                continue;
+            };
+            let (state, fence, attempt, max_retries, worker, started) = row.clone();
+            if state != TaskState::Running {
+                out.push(Settlement::Rejected(Rejection::NotRunning(state)));
+                continue;
+            }
+            if fence != f.fence {
+                out.push(Settlement::Rejected(Rejection::StaleFence {
+                    current: fence,
+                }));
+                continue;
+            }
+            let t = failure_transition(
+                now,
+                &f.task_id,
+                attempt,
+                max_retries,
+                &f.error,
+                f.retryable,
+                policy,
+            );
+            row.0 = t.state;
+            if let Some(w) = worker {
+                let e = per_worker.entry(w).or_default();
+                e.1 += 1;
+                e.2 += (now - started.unwrap_or(now)).max(0);
+            }
+            out.push(Settlement::Applied(t.state));
+            transitions.push(t);
+        }
+        apply(&tx, now, &transitions).await?;
+        add_outcomes(&tx, per_worker).await?;
+        tx.commit().await?;
+        Ok(out)
+    })
+}
+
+pub(crate) async fn cancel(store: &PgStore, tenant: &str, task_id: &str) -> StoreResult<bool> {
+    let now_p = store.now_param();
+    with_conn!(store, |c| {
+        let tx = c.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE tasks SET state = 'cancelled', finished_at = clk.now, updated_at = clk.now,
+                   lease_expires_at = NULL, deadline_at = NULL
+                 FROM (SELECT sentinel_now_ms($3::int8) AS now) clk
+                 WHERE id = $1 AND tenant = $2 AND state IN ('pending', 'failed', 'running')
+                 RETURNING clk.now",
+            )
+            .await?;
+        let Some(row) = tx.query_opt(&stmt, &[&task_id, &tenant, &now_p]).await? else {
+            return Ok(false);
+        };
+        cascade_dead(&tx, row.get(0), &[task_id]).await?;
+        tx.commit().await?;
+        Ok(true)
+    })
+}
+
+pub(crate) async fn retry_dead(store: &PgStore, tenant: &str, task_id: &str) -> StoreResult<bool> {
+    let now = store.now_param();
+    let channel = store.inner.channel.as_str();
+    let revived = with_conn!(store, |c| {
+        // A task whose dependency is itself dead would sit pending forever: retry the
+        // dependency first.
+        let stmt = c
+            .prepare_cached(
+                "WITH revived AS (
+                     UPDATE tasks SET state = 'pending', attempt = 0, error = NULL,
+                       run_at = clk.now, updated_at = clk.now, finished_at = NULL
+                     FROM (SELECT sentinel_now_ms($3::int8) AS now) clk
+                     WHERE id = $1 AND tenant = $2 AND state = 'dead'
+                       AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t2 ON t2.id = d.dep_id
+                                       WHERE d.task_id = $1 AND t2.state IN ('dead', 'cancelled'))
+                     RETURNING 1
+                 ),
+                 n AS (SELECT pg_notify($4, $5) WHERE EXISTS (SELECT 1 FROM revived))
+                 SELECT (SELECT count(*) FROM revived), (SELECT count(*) FROM n)",
+            )
+            .await?;
+        let row = c
+            .query_one(&stmt, &[&task_id, &tenant, &now, &channel, &TASKS_PAYLOAD])
+            .await?;
+        Ok(row.get::<_, i64>(0) > 0)
+    })?;
+    if revived {
+        store.wake_local(Topic::Tasks);
+    }
+    Ok(revived)
+}
+
+pub(crate) async fn renew_lease(
+    store: &PgStore,
+    task_id: &str,
+    fence: u64,
+    lease_ms: u64,
+) -> StoreResult<Result<i64, Rejection>> {
+    let now = store.now_param();
+    let f = fence as i64;
+    let lease = ms_param(lease_ms);
+    with_conn!(store, |c| {
+        let stmt = c
+            .prepare_cached(
+                "UPDATE tasks SET lease_expires_at = clk.now + $3::int8, updated_at = clk.now
+                 FROM (SELECT sentinel_now_ms($4::int8) AS now) clk
+                 WHERE id = $1 AND state = 'running' AND fence = $2
+                 RETURNING lease_expires_at",
+            )
+            .await?;
+        if let Some(r) = c.query_opt(&stmt, &[&task_id, &f, &lease, &now]).await? {
+            return Ok(Ok(r.get(0)));
+        }
+        let current = rejections(&**c, &[task_id]).await?;
+        Ok(Err(rejection(current.get(task_id), fence)))
+    })
+}
+
+pub(crate) async fn requeue_worker_tasks(store: &PgStore, worker_id: &str) -> StoreResult<u64> {
+    let now_p = store.now_param();
+    let channel = store.inner.channel.as_str();
+    let n = with_conn!(store, |c| {
+        let tx = c.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "SELECT id, attempt, max_retries, sentinel_now_ms($2::int8) FROM tasks
+                 WHERE worker_id = $1 AND state = 'running' ORDER BY id FOR UPDATE",
+            )
+            .await?;
+        let rows = tx.query(&stmt, &[&worker_id, &now_p]).await?;
+        if rows.is_empty() {
+            return Ok(0u64);
+        }
+        let now: i64 = rows[0].get(3);
+        let reason = format!("worker {worker_id} lost");
+        let transitions: Vec<Transition> = rows
+            .iter()
+            .map(|r| lost_transition(now, r.get(0), u32_col(r.get(1)), u32_col(r.get(2)), &reason))
+            .collect();
+        apply(&tx, now, &transitions).await?;
+        notify_tasks(&tx, channel).await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    })?;
+    if n > 0 {
+        store.wake_local(Topic::Tasks);
+    }
+    Ok(n)
+}
+
+pub(crate) async fn reap_expired(store: &PgStore, policy: &RetryPolicy) -> StoreResult<ReapReport> {
+    let now_p = store.now_param();
+    let channel = store.inner.channel.as_str();
+    let report = with_conn!(store, |c| {
+        let tx = c.transaction().await?;
+        // SKIP LOCKED: a row locked now is being settled by its worker; if its lease is still
+        // expired afterwards, the next sweep takes it.
+        let stmt = tx
+            .prepare_cached(
+                "SELECT t.id, t.attempt, t.max_retries, t.deadline_at, t.worker_id, t.started_at,
+                        t.timeout_ms, clk.now
+                 FROM tasks t, (SELECT sentinel_now_ms($1::int8) AS now) clk
+                 WHERE t.state = 'running'
+                   AND (t.lease_expires_at <= clk.now OR t.deadline_at <= clk.now)
+                 ORDER BY t.id
+                 FOR UPDATE OF t SKIP LOCKED",
+            )
+            .await?;
+        let rows = tx.query(&stmt, &[&now_p]).await?;
+        let mut report = ReapReport::default();
+        if rows.is_empty() {
+            return Ok(report);
+        }
+        let now: i64 = rows[0].get(7);
+        let mut transitions = Vec::with_capacity(rows.len());
+        let mut per_worker: HashMap<String, (i64, i64, i64)> = HashMap::new();
+        for r in &rows {
+            let id: &str = r.get(0);
+            let (attempt, max_retries) = (u32_col(r.get(1)), u32_col(r.get(2)));
+            let deadline: Option<i64> = r.get(3);
+            let worker: Option<String> = r.get(4);
+            let started: Option<i64> = r.get(5);
+            let timeout: i64 = r.get(6);
+            // A passed deadline is the task's fault (it ran too long); an expired lease alone
+            // means its worker stopped renewing, i.e. is presumed dead.
+            let t = if deadline.is_some_and(|d| d <= now) {
+                if let Some(w) = &worker {
+                    let e = per_worker.entry(w.clone()).or_default();
+                    e.1 += 1;
+                    e.2 += (now - started.unwrap_or(now)).max(0);
+                }
+                failure_transition(
+                    now,
+                    id,
+                    attempt,
+                    max_retries,
+                    &format!("timed out after {timeout} ms"),
+                    true,
+                    policy,
+                )
+            } else {
+                let who = worker.as_deref().unwrap_or("?");
+                lost_transition(
+                    now,
+                    id,
+                    attempt,
+                    max_retries,
+                    &format!("lease of worker {who} expired"),
+                )
+            };
+            match t.state {
+                TaskState::Pending => report.requeued += 1,
+                TaskState::Failed => report.retrying += 1,
+                _ => report.dead += 1,
+            }
+            transitions.push(t);
+        }
+        apply(&tx, now, &transitions).await?;
+        add_outcomes(&tx, per_worker).await?;
+        if report.requeued > 0 {
+            notify_tasks(&tx, channel).await?;
+        }
+        tx.commit().await?;
+        Ok(report)
+    })?;
+    if report.requeued > 0 {
+        store.wake_local(Topic::Tasks);
+    }
+    Ok(report)
+}
