@@ -125,23 +125,28 @@ impl KvBackend for InMemoryKv {
         cursor: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), KvError> {
         let data = self.data.lock().unwrap_or_else(|p| p.into_inner());
-        let keys: Vec<String> = data
+        let keys = data
             .keys()
-            .filter(|(t, b, k)| t == tenant && b == bucket && cursor.as_ref().is_none_or(|c| k > c))
-            .map(|(_, _, k)| k.clone())
-            .take(LIST_PAGE + 1)
-            .collect();
-        Ok(page(keys))
+            .filter(|(t, b, _)| t == tenant && b == bucket)
+            .map(|(_, _, k)| k.clone());
+        Ok(page_after(keys, cursor.as_deref()))
     }
 }
 
-/// Splits a list of up to `LIST_PAGE + 1` keys into a page and the next cursor.
-pub fn page(mut keys: Vec<String>) -> (Vec<String>, Option<String>) {
-    if keys.len() > LIST_PAGE {
-        keys.truncate(LIST_PAGE);
-        let cursor = keys.last().cloned();
-        (keys, cursor)
+/// One page of `keys` (ascending) after `cursor`, and the cursor of the next page.
+pub fn page_after(
+    keys: impl Iterator<Item = String>,
+    cursor: Option<&str>,
+) -> (Vec<String>, Option<String>) {
+    let mut page: Vec<String> = keys
+        .filter(|k| cursor.is_none_or(|c| k.as_str() > c))
+        .take(LIST_PAGE + 1)
+        .collect();
+    if page.len() > LIST_PAGE {
+        page.truncate(LIST_PAGE);
+        let next = page.last().cloned();
+        (page, next)
     } else {
-        (keys, None)
+        (page, None)
     }
 }

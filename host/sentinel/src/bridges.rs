@@ -105,13 +105,10 @@ impl KvBackend for StoreKv {
             .memory_list(tenant, bucket, "")
             .await
             .map_err(other)?;
-        let keys: Vec<String> = entries
-            .into_iter()
-            .map(|e| e.key)
-            .filter(|k| cursor.as_ref().is_none_or(|c| k > c))
-            .take(sentinel_runtime::services::LIST_PAGE + 1)
-            .collect();
-        Ok(sentinel_runtime::services::page(keys))
+        Ok(sentinel_runtime::services::page_after(
+            entries.into_iter().map(|e| e.key),
+            cursor.as_deref(),
+        ))
     }
 }
 

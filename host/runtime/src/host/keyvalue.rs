@@ -8,7 +8,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::executor::wasi::keyvalue::store::{Error, Host, HostBucket, KeyResponse};
 use crate::services::KvError;
-use crate::state::SandboxState;
+use crate::state::{KvAccess, SandboxState};
 
 /// An open bucket: just its validated name.
 pub struct BucketHandle {
@@ -39,9 +39,28 @@ fn to_wit(e: KvError) -> Error {
 }
 
 impl SandboxState {
-    fn bucket(&self, bucket: &Resource<BucketHandle>) -> wasmtime::Result<String> {
-        Ok(self.table.get(bucket)?.name.clone())
+    /// The bucket's name and the tenant's memory, or `access-denied` without the grant.
+    fn access(
+        &self,
+        bucket: &Resource<BucketHandle>,
+    ) -> wasmtime::Result<Result<(String, &KvAccess), Error>> {
+        let name = self.table.get(bucket)?.name.clone();
+        Ok(self
+            .kv
+            .as_ref()
+            .map(|kv| (name, kv))
+            .ok_or(Error::AccessDenied))
     }
+}
+
+/// Unwraps `access`, answering the guest with the error when there is one.
+macro_rules! access {
+    ($state:expr, $bucket:expr) => {
+        match $state.access(&$bucket)? {
+            Ok(access) => access,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
 }
 
 impl Host for SandboxState {
@@ -67,10 +86,7 @@ impl HostBucket for SandboxState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        let name = self.bucket(&bucket)?;
-        let Some(kv) = &self.kv else {
-            return Ok(Err(Error::AccessDenied));
-        };
+        let (name, kv) = access!(self, bucket);
         Ok(kv
             .backend
             .get(&kv.tenant, &name, &key)
@@ -84,10 +100,7 @@ impl HostBucket for SandboxState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let name = self.bucket(&bucket)?;
-        let Some(kv) = &self.kv else {
-            return Ok(Err(Error::AccessDenied));
-        };
+        let (name, kv) = access!(self, bucket);
         if key.len() > MAX_KEY || key.is_empty() {
             return Ok(Err(Error::Other(format!("keys are 1-{MAX_KEY} bytes"))));
         }
@@ -108,10 +121,7 @@ impl HostBucket for SandboxState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let name = self.bucket(&bucket)?;
-        let Some(kv) = &self.kv else {
-            return Ok(Err(Error::AccessDenied));
-        };
+        let (name, kv) = access!(self, bucket);
         Ok(kv
             .backend
             .delete(&kv.tenant, &name, &key)
@@ -124,10 +134,7 @@ impl HostBucket for SandboxState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> wasmtime::Result<Result<bool, Error>> {
-        let name = self.bucket(&bucket)?;
-        let Some(kv) = &self.kv else {
-            return Ok(Err(Error::AccessDenied));
-        };
+        let (name, kv) = access!(self, bucket);
         Ok(kv
             .backend
             .get(&kv.tenant, &name, &key)
@@ -141,10 +148,7 @@ impl HostBucket for SandboxState {
         bucket: Resource<BucketHandle>,
         cursor: Option<String>,
     ) -> wasmtime::Result<Result<KeyResponse, Error>> {
-        let name = self.bucket(&bucket)?;
-        let Some(kv) = &self.kv else {
-            return Ok(Err(Error::AccessDenied));
-        };
+        let (name, kv) = access!(self, bucket);
         Ok(kv
             .backend
             .list_keys(&kv.tenant, &name, cursor)

@@ -287,7 +287,6 @@ pub async fn list(
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
     let state = match &q.status {
         Some(name) => Some(TaskState::parse(name).ok_or_else(|| {
             ApiError::bad_request(
@@ -299,8 +298,26 @@ pub async fn list(
         })?),
         None => None,
     };
+    list_tasks(&s, &headers, state, q).await
+}
+
+/// `GET /v1/dlq`: the dead-letter queue.
+pub async fn dead_letters(
+    State(s): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    list_tasks(&s, &headers, Some(TaskState::Dead), q).await
+}
+
+async fn list_tasks(
+    s: &NodeState,
+    headers: &HeaderMap,
+    state: Option<TaskState>,
+    q: ListQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let filter = TaskFilter {
-        tenant: Some(tenant),
+        tenant: Some(tenant(s, headers)?),
         state,
         task_type: q.task_type,
         worker_id: q.worker,
@@ -326,38 +343,7 @@ pub async fn cancel(
     if s.store.cancel(&tenant, &id).await? {
         return Ok(Json(serde_json::json!({ "id": id, "status": "cancelled" })));
     }
-    match s.store.get_task(&tenant, &id).await? {
-        None => Err(ApiError::not_found(format!("task {id} not found"))),
-        Some(t) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "NOT_CANCELLABLE",
-            format!("task {id} is already {}", t.state.as_str()),
-        )),
-    }
-}
-
-/// `GET /v1/dlq`: the dead-letter queue.
-pub async fn dead_letters(
-    State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
-    let filter = TaskFilter {
-        tenant: Some(tenant),
-        state: Some(TaskState::Dead),
-        task_type: q.task_type,
-        worker_id: None,
-        limit: q.limit.unwrap_or(100).min(10_000),
-    };
-    let tasks: Vec<TaskView> = s
-        .store
-        .list_tasks(&filter)
-        .await?
-        .into_iter()
-        .map(|t| TaskView::new(t, None))
-        .collect();
-    Ok(Json(serde_json::json!({ "tasks": tasks })))
+    Err(refusal(&s, &tenant, &id, "NOT_CANCELLABLE", "already").await)
 }
 
 /// `POST /v1/dlq/{id}/retry`: back to pending with attempts reset.
@@ -370,12 +356,18 @@ pub async fn retry_dead(
     if s.store.retry_dead(&tenant, &id).await? {
         return Ok(Json(serde_json::json!({ "id": id, "status": "pending" })));
     }
-    match s.store.get_task(&tenant, &id).await? {
-        None => Err(ApiError::not_found(format!("task {id} not found"))),
-        Some(t) => Err(ApiError::new(
+    Err(refusal(&s, &tenant, &id, "NOT_DEAD", "not dead: it is").await)
+}
+
+/// Why an operation on task `id` did not apply: it does not exist (404) or its state forbids it (409).
+async fn refusal(s: &NodeState, tenant: &str, id: &str, code: &'static str, why: &str) -> ApiError {
+    match s.store.get_task(tenant, id).await {
+        Ok(None) => ApiError::not_found(format!("task {id} not found")),
+        Ok(Some(t)) => ApiError::new(
             StatusCode::CONFLICT,
-            "NOT_DEAD",
-            format!("task {id} is {}, not dead", t.state.as_str()),
-        )),
+            code,
+            format!("task {id} is {why} {}", t.state.as_str()),
+        ),
+        Err(e) => ApiError::store(e),
     }
 }

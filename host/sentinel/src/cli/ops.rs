@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::table::{cell, print};
+use super::table::{cell, items, print, print_list};
 use super::{
     ClusterCommand, Command, DlqCommand, LocksCommand, MemoryCommand, Output, PluginsCommand,
     SubmitArgs, TaskCommand, TasksCommand, WorkersCommand,
@@ -67,10 +67,7 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
             }
             let r = c.get(q.trim_end_matches(['&', '?'])).await?;
             show(&r, json_out, |r| {
-                let rows: Vec<Vec<String>> = r["workers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows: Vec<Vec<String>> = items(&r["workers"])
                     .map(|w| {
                         vec![
                             cell(&w["worker_id"]),
@@ -119,20 +116,15 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
             }
             let r = c.get(&q).await?;
             show(&r, json_out, |r| {
-                let rows: Vec<Vec<String>> = r["locks"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|l| {
-                        vec![
-                            cell(&l["key"]),
-                            cell(&l["owner"]),
-                            cell(&l["token"]),
-                            cell(&l["expires_at"]),
-                        ]
-                    })
-                    .collect();
-                print(&["key", "owner", "token", "expires"], &rows);
+                print_list(
+                    &r["locks"],
+                    &[
+                        ("key", "/key"),
+                        ("owner", "/owner"),
+                        ("token", "/token"),
+                        ("expires", "/expires_at"),
+                    ],
+                )
             });
             Ok(0)
         }
@@ -163,10 +155,7 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
                     cell(&r["strategy"]),
                     d["utilization_percent"].as_f64().unwrap_or(0.0)
                 );
-                let rows: Vec<Vec<String>> = d["worker_loads"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows: Vec<Vec<String>> = items(&d["worker_loads"])
                     .map(|w| {
                         vec![
                             cell(&w["worker_id"]),
@@ -201,10 +190,7 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
         } => {
             let r = c.get("/v1/plugins").await?;
             show(&r, json_out, |r| {
-                let rows: Vec<Vec<String>> = r["plugins"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows: Vec<Vec<String>> = items(&r["plugins"])
                     .map(|p| {
                         vec![
                             cell(&p["name"]),
@@ -268,27 +254,17 @@ fn print_task(t: &Value) {
 }
 
 fn task_table(tasks: &Value) {
-    let rows: Vec<Vec<String>> = tasks
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            vec![
-                cell(&t["id"]),
-                cell(&t["type"]),
-                cell(&t["status"]),
-                cell(&t["priority"]),
-                cell(&t["attempt"]),
-                cell(&t["worker_id"]),
-                cell(&t["error"]),
-            ]
-        })
-        .collect();
-    print(
+    print_list(
+        tasks,
         &[
-            "id", "type", "status", "priority", "attempt", "worker", "error",
+            ("id", "/id"),
+            ("type", "/type"),
+            ("status", "/status"),
+            ("priority", "/priority"),
+            ("attempt", "/attempt"),
+            ("worker", "/worker_id"),
+            ("error", "/error"),
         ],
-        &rows,
     );
 }
 
@@ -424,20 +400,15 @@ async fn memory(command: MemoryCommand, c: &Client, json_out: bool) -> anyhow::R
                 ))
                 .await?;
             show(&r, json_out, |r| {
-                let rows: Vec<Vec<String>> = r["entries"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        vec![
-                            cell(&e["key"]),
-                            cell(&e["version"]),
-                            cell(&e["value"]),
-                            cell(&e["writer"]),
-                        ]
-                    })
-                    .collect();
-                print(&["key", "version", "value", "writer"], &rows);
+                print_list(
+                    &r["entries"],
+                    &[
+                        ("key", "/key"),
+                        ("version", "/version"),
+                        ("value", "/value"),
+                        ("writer", "/writer"),
+                    ],
+                )
             });
         }
         MemoryCommand::Delete { namespace, key } => {

@@ -39,3 +39,22 @@ pub fn cell(v: &serde_json::Value) -> String {
         }
     }
 }
+
+/// The items of a JSON array (none if it is not one).
+pub fn items(list: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    list.as_array().into_iter().flatten()
+}
+
+/// Prints a JSON array as a table: one `(header, JSON pointer)` per column.
+pub fn print_list(list: &serde_json::Value, columns: &[(&str, &str)]) {
+    let headers: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+    let rows: Vec<Vec<String>> = items(list)
+        .map(|item| {
+            columns
+                .iter()
+                .map(|(_, ptr)| cell(item.pointer(ptr).unwrap_or(&serde_json::Value::Null)))
+                .collect()
+        })
+        .collect();
+    print(&headers, &rows);
+}
