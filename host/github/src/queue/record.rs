@@ -1,0 +1,108 @@
+//! The task record: one JSON file `tasks/<enc id>.json` in the queue document. It is the
+//! authority on a task's state, fence and lease; the task's issue only mirrors it. Conversions
+//! to and from the contract's [`Task`] live here and nowhere else.
+
+use std::collections::BTreeMap;
+
+use sentinel_coord::StoreError;
+use sentinel_coord::model::{Affinity, Task, TaskState};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::codec::{bytes_to_json, enc, json_to_bytes};
+
+pub const TASKS_DIR: &str = "tasks/";
+pub const META_PATH: &str = "meta.json";
+
+pub fn task_path(id: &str) -> String {
+    format!("{TASKS_DIR}{}.json", enc(id))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Submission order across the whole queue (FIFO within a priority).
+    pub seq: u64,
+    pub id: String,
+    pub tenant: String,
+    pub task_type: String,
+    pub priority: i32,
+    pub payload: Value,
+    pub metadata: BTreeMap<String, String>,
+    pub max_retries: u32,
+    pub timeout_ms: u64,
+    pub attempt: u32,
+    pub state: TaskState,
+    pub worker_id: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub deadline_at: Option<i64>,
+    pub fence: u64,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub run_at: i64,
+    pub depends_on: Vec<String>,
+    pub affinity: Affinity,
+    /// The mirroring issue's number, if one was opened.
+    pub issue: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueMeta {
+    pub next_seq: u64,
+}
+
+impl TaskRecord {
+    pub fn payload_bytes(&self) -> Vec<u8> {
+        json_to_bytes(&self.payload).unwrap_or_default()
+    }
+
+    pub fn output_bytes(&self) -> Option<Vec<u8>> {
+        self.output.as_ref().and_then(json_to_bytes)
+    }
+
+    pub fn set_output(&mut self, out: &[u8]) {
+        self.output = Some(bytes_to_json(out));
+    }
+
+    pub fn to_task(&self) -> Task {
+        Task {
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            task_type: self.task_type.clone(),
+            priority: self.priority,
+            payload: self.payload_bytes(),
+            metadata: self.metadata.clone(),
+            max_retries: self.max_retries,
+            timeout_ms: self.timeout_ms,
+            attempt: self.attempt,
+            state: self.state,
+            worker_id: self.worker_id.clone(),
+            lease_expires_at: self.lease_expires_at,
+            fence: self.fence,
+            output: self.output_bytes(),
+            error: self.error.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            run_at: self.run_at,
+            depends_on: self.depends_on.clone(),
+            affinity: self.affinity.clone(),
+            dependency_outputs: BTreeMap::new(),
+        }
+    }
+
+    pub fn decode(path: &str, v: &Value) -> Result<Self, StoreError> {
+        serde_json::from_value(v.clone())
+            .map_err(|e| StoreError::Corrupt(format!("queue: {path}: {e}")))
+    }
+
+    pub fn encode(&self) -> Result<Value, StoreError> {
+        serde_json::to_value(self).map_err(|e| StoreError::Invalid(e.to_string()))
+    }
+}
