@@ -197,6 +197,13 @@ impl Emulator {
         c
     }
 
+    /// [`Self::config`] without background polling (so a test's request counts are its own).
+    pub fn quiet_config(&self) -> sentinel_github::GithubConfig {
+        let mut c = self.config();
+        c.poll_interval = Some(std::time::Duration::from_secs(3600));
+        c
+    }
+
     /// The next `n` requests get a secondary-limit 403 with `retry-after: secs`.
     pub fn refuse_next(&self, n: u32, retry_after_secs: u64) {
         let mut c = self.shared.ctl.lock().unwrap();
