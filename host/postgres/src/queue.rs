@@ -90,10 +90,12 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)";
 
 /// One claim: pick up to `$5` claimable rows in priority/FIFO order, skipping rows other
 /// claimers hold, lease them, and return them with their dependencies' outputs, in claim order.
+/// The picked rows are locked by this statement, so their `ctid` (the row version's address)
+/// cannot move before the update in the same statement finds them by it.
 const CLAIM: &str = "
 WITH clk AS MATERIALIZED (SELECT sentinel_now_ms($1::int8) AS now),
 picked AS (
-    SELECT t.seq FROM tasks t
+    SELECT t.ctid FROM tasks t
     WHERE t.state IN ('pending', 'failed') AND t.run_at <= (SELECT now FROM clk)
       AND ($2::text[] IS NULL OR t.task_type = ANY ($2::text[]))
       AND ($3::text[] IS NULL OR t.tenant = ANY ($3::text[]))
@@ -114,7 +116,7 @@ claimed AS (
         deadline_at = CASE WHEN u.timeout_ms > 0 THEN clk.now + u.timeout_ms END,
         started_at = clk.now, updated_at = clk.now, finished_at = NULL
     FROM picked, clk
-    WHERE u.seq = picked.seq
+    WHERE u.ctid = picked.ctid
     RETURNING u.*
 )
 SELECT c.id, c.tenant, c.task_type, c.priority, c.payload, c.metadata, c.max_retries,
@@ -341,19 +343,30 @@ impl QueueStore for PgStore {
         let lease = ms_param(req.lease_ms);
         with_conn!(self, |c| {
             let stmt = c.prepare_cached(CLAIM).await?;
-            let rows = c
-                .query(
-                    &stmt,
-                    &[
-                        &now,
-                        &req.task_types,
-                        &req.tenants,
-                        &req.worker_id,
-                        &limit,
-                        &lease,
-                    ],
-                )
-                .await?;
+            let tx = c.transaction().await?;
+            // The claim must walk `tasks_ready` in order and stop after `limit` rows. Without
+            // fresh statistics (or with a small backlog) the planner prefers a bitmap scan of
+            // every claimable row plus a sort, which also revisits every dead index entry a
+            // bitmap scan cannot mark dead: cost growing with history, not with the batch.
+            // These settings (sent in the same round trip as the claim) rule that plan out for
+            // this transaction only. (Disabling a plan shape inflates its cost estimate, which
+            // must never push the statement over the JIT threshold: the connections run with
+            // `jit = off`, see `PgStore::open_with`.)
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+                &now,
+                &req.task_types,
+                &req.tenants,
+                &req.worker_id,
+                &limit,
+                &lease,
+            ];
+            let (_, rows) = tokio::try_join!(
+                tx.batch_execute(
+                    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off"
+                ),
+                tx.query(&stmt, &params),
+            )?;
+            tx.commit().await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 let mut task = decode(r)?;
@@ -377,15 +390,20 @@ impl QueueStore for PgStore {
         settle::renew_lease(self, task_id, fence, lease_ms).await
     }
 
+    /// The heartbeat's piggyback, committed like the heartbeat without waiting for the WAL
+    /// flush: an extension lost in a server crash only lets a lease expire early, and an
+    /// expired lease means the task runs again (at-least-once), never that it completes twice.
     async fn extend_worker_leases(&self, worker_id: &str, lease_ms: u64) -> StoreResult<u64> {
         let now = self.now_param();
         let lease = ms_param(lease_ms);
         with_conn!(self, |c| {
             let stmt = c
                 .prepare_cached(
-                    "UPDATE tasks SET lease_expires_at =
+                    "WITH relaxed AS MATERIALIZED (
+                         SELECT set_config('synchronous_commit', 'off', true))
+                     UPDATE tasks SET lease_expires_at =
                        GREATEST(COALESCE(lease_expires_at, 0), sentinel_now_ms($3::int8) + $2::int8)
-                     WHERE worker_id = $1 AND state = 'running'",
+                     FROM relaxed WHERE worker_id = $1 AND state = 'running'",
                 )
                 .await?;
             Ok(c.execute(&stmt, &[&worker_id, &lease, &now]).await?)

@@ -157,10 +157,12 @@ impl PgStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
         // The URL may carry its own server options; ours are appended. The schema name was
-        // validated above, so it needs no quoting.
+        // validated above, so it needs no quoting. JIT is off: every statement here is short,
+        // and compiling one (triggered by a cost estimate, not by real cost) takes hundreds of
+        // milliseconds.
         let mut server_opts = pg_config.get_options().unwrap_or("").to_string();
         server_opts.push_str(&format!(
-            " -c search_path={schema} -c statement_timeout={}",
+            " -c search_path={schema} -c statement_timeout={} -c jit=off",
             options.statement_timeout.as_millis()
         ));
         pg_config.options(server_opts.trim().to_string());

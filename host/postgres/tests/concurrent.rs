@@ -60,9 +60,12 @@ async fn concurrent_claimers_complete_every_task_exactly_once() {
                         limit: 25,
                         lease_ms: 60_000,
                     };
+                    // Read before claiming: an empty claim proves the queue drained only if
+                    // submission had already ended when the claim began.
+                    let still_submitting = submitting.load(Ordering::SeqCst);
                     let batch = s.claim(&req).await.unwrap();
                     if batch.is_empty() {
-                        if !submitting.load(Ordering::SeqCst) {
+                        if !still_submitting {
                             return applied;
                         }
                         tokio::time::sleep(Duration::from_millis(2)).await;
