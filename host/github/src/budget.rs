@@ -59,10 +59,11 @@ pub mod cost {
     pub const HEARTBEAT_WRITES: u32 = 2 * TXN_WRITES;
     /// Issue mirror per task: create, label on claim, result comment, close.
     pub const ISSUE_WRITES_PER_TASK: u32 = 4;
-    /// A task's own transactions: its share of the enqueue, the settlement.
-    pub const TASK_WRITES: u32 = 2 * TXN_WRITES;
-    /// Polling two refs with ETags: answers are 304 unless something changed.
-    pub const POLL_REQUESTS: u32 = 2;
+    /// A task's own transactions: its enqueue, its settlement, the worker-stats update.
+    pub const TASK_WRITES: u32 = 3 * TXN_WRITES;
+    /// Polling the queue and memory refs and the submissions list with ETags: answers are 304
+    /// unless something changed.
+    pub const POLL_REQUESTS: u32 = 3;
 }
 
 /// Intervals a fleet should use, and whether it fits the budget at all.

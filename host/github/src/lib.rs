@@ -2,7 +2,7 @@
 //!
 //! [`GithubStore`] implements [`sentinel_coord::Store`] on one GitHub repository through
 //! octocrab, and passes the whole conformance suite (against the REST emulator in
-//! `tests/emulator/`). Construct it with [`GithubStore::from_url`] for `github://OWNER/REPO`
+//! `tests/emulator/`). Construct it with [`GithubStore::open_url`] for `github://OWNER/REPO`
 //! (token from `GITHUB_TOKEN`, API base from `GITHUB_API_URL` or api.github.com) or with
 //! [`GithubStore::connect`] and a [`GithubConfig`].
 //!

@@ -88,15 +88,50 @@ pub fn lock_ref(tenant: &str, key: &str) -> String {
     format!("{LOCKS_PREFIX}{}/{}", enc(tenant), enc(key))
 }
 
+/// The tree every lock and counter commit carries: their records live in commit messages, but a
+/// commit needs a tree, and creating this one (content-addressed, so every process gets the same
+/// SHA) avoids relying on the empty tree being present in GitHub's object store. Created on first
+/// use, so opening a store needs no request.
+pub struct RecordTree {
+    git: Arc<Git>,
+    sha: tokio::sync::OnceCell<String>,
+}
+
+const RECORD_TREE_README: &str = "Sentinel keeps lock and counter records in the messages of \
+commits under refs/sentinel/. See PROTOCOL.md in the sentinel-github crate.\n";
+
+impl RecordTree {
+    pub fn new(git: Arc<Git>) -> Self {
+        Self {
+            git,
+            sha: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub async fn get(&self) -> Result<String, StoreError> {
+        let sha = self
+            .sha
+            .get_or_try_init(|| async {
+                let writes = [crate::git::TreeWrite {
+                    path: "README.md".into(),
+                    content: Some(RECORD_TREE_README.into()),
+                }];
+                self.git.create_tree(None, &writes).await
+            })
+            .await?;
+        Ok(sha.clone())
+    }
+}
+
 /// The fencing-token counter: a ref whose commit message holds the last value handed out.
 pub struct FenceCounter {
     git: Arc<Git>,
-    tree: String,
+    tree: Arc<RecordTree>,
     local: tokio::sync::Mutex<()>,
 }
 
 impl FenceCounter {
-    pub fn new(git: Arc<Git>, tree: String) -> Self {
+    pub fn new(git: Arc<Git>, tree: Arc<RecordTree>) -> Self {
         Self {
             git,
             tree,
@@ -126,10 +161,8 @@ impl FenceCounter {
                                  "nonce": uuid::Uuid::new_v4().to_string()})
             .to_string();
             let parents: Vec<String> = head.iter().cloned().collect();
-            let commit = self
-                .git
-                .create_commit(&message, &self.tree, &parents)
-                .await?;
+            let tree = self.tree.get().await?;
+            let commit = self.git.create_commit(&message, &tree, &parents).await?;
             if self
                 .git
                 .cas_ref(FENCE_REF, head.as_deref(), &commit)
@@ -148,7 +181,7 @@ impl FenceCounter {
 pub struct GithubLocks {
     git: Arc<Git>,
     clock: Arc<dyn Clock>,
-    tree: String,
+    tree: Arc<RecordTree>,
     fence: FenceCounter,
     /// Per-key turn-taking inside this process (racing ourselves only burns requests).
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -162,7 +195,7 @@ struct Observed {
 
 impl GithubLocks {
     /// `tree` is the tree every lock commit carries (records live in the message).
-    pub fn new(git: Arc<Git>, clock: Arc<dyn Clock>, tree: String) -> Self {
+    pub fn new(git: Arc<Git>, clock: Arc<dyn Clock>, tree: Arc<RecordTree>) -> Self {
         Self {
             fence: FenceCounter::new(git.clone(), tree.clone()),
             git,
@@ -204,10 +237,8 @@ impl GithubLocks {
         let message =
             serde_json::to_string_pretty(record).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let parents: Vec<String> = seen.head.iter().cloned().collect();
-        let commit = self
-            .git
-            .create_commit(&message, &self.tree, &parents)
-            .await?;
+        let tree = self.tree.get().await?;
+        let commit = self.git.create_commit(&message, &tree, &parents).await?;
         Ok(self
             .git
             .cas_ref(name, seen.head.as_deref(), &commit)

@@ -17,9 +17,9 @@ use tokio::sync::watch;
 use crate::api::{Api, RetryConfig};
 use crate::budget::{FleetPlan, Intervals, Limits, RateSnapshot, plan_and_warn};
 use crate::doc::Doc;
-use crate::git::{Git, TreeWrite};
+use crate::git::Git;
 use crate::issues::Issues;
-use crate::locks::GithubLocks;
+use crate::locks::{GithubLocks, RecordTree};
 use crate::memory::{GithubMemory, MEMORY_REF};
 use crate::notify::{Notifier, poll_heads};
 use crate::queue::{GithubQueue, QUEUE_REF};
@@ -95,6 +95,7 @@ pub struct Inner {
     pub(crate) queue: GithubQueue,
     pub(crate) notify: Arc<Notifier>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) tree: Arc<RecordTree>,
     pub(crate) import_issues: bool,
     intervals: Intervals,
 }
@@ -103,12 +104,6 @@ pub struct Inner {
 pub struct GithubStore {
     inner: Arc<Inner>,
 }
-
-/// The tree every lock and counter commit carries: their records live in commit messages, but a
-/// commit needs a tree, and creating this one (content-addressed, so every process gets the same
-/// SHA) avoids relying on the empty tree being present in GitHub's object store.
-const RECORD_TREE_README: &str = "Sentinel keeps lock and counter records in the messages of \
-commits under refs/sentinel/. See PROTOCOL.md in the sentinel-github crate.\n";
 
 /// Builds the octocrab client. Synchronous on purpose: octocrab's builder is not `Send`, so it
 /// must not live across an await.
@@ -124,9 +119,13 @@ fn client(config: &GithubConfig) -> StoreResult<Octocrab> {
 }
 
 impl GithubStore {
-    /// Connects to `config`'s repository, reading time only from `clock`. Makes one request
-    /// (the record tree) and starts the change poller.
-    pub async fn connect(config: GithubConfig, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+    /// Opens a store on `config`'s repository without any request (the first operation makes
+    /// the first one), reading time only from `clock`. Must be called inside a tokio runtime:
+    /// it starts the change poller.
+    pub fn open(config: GithubConfig, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::Backend("the GitHub store must be opened inside a tokio runtime".into())
+        })?;
         let octo = client(&config)?;
         let api = Arc::new(Api::new(
             octo,
@@ -136,15 +135,7 @@ impl GithubStore {
             config.retry.clone(),
         ));
         let git = Arc::new(Git::new(api.clone()));
-        let tree = git
-            .create_tree(
-                None,
-                &[TreeWrite {
-                    path: "README.md".into(),
-                    content: Some(RECORD_TREE_README.into()),
-                }],
-            )
-            .await?;
+        let tree = Arc::new(RecordTree::new(git.clone()));
         let notify = Arc::new(Notifier::default());
         let registry = Arc::new(GithubRegistry::new(
             Doc::new(git.clone(), REGISTRY_REF),
@@ -154,7 +145,7 @@ impl GithubStore {
         fleet.issues = config.issues;
         let intervals = plan_and_warn(&fleet, &config.limits);
         let inner = Arc::new(Inner {
-            locks: GithubLocks::new(git.clone(), clock.clone(), tree),
+            locks: GithubLocks::new(git.clone(), clock.clone(), tree.clone()),
             memory: GithubMemory::new(
                 Doc::new(git.clone(), MEMORY_REF),
                 clock.clone(),
@@ -171,18 +162,30 @@ impl GithubStore {
             notify,
             clock,
             api,
+            tree,
             import_issues: config.issues,
             intervals,
         });
         let every = config.poll_interval.unwrap_or(intervals.poll);
-        tokio::spawn(poll_heads(Arc::downgrade(&inner), every));
+        runtime.spawn(poll_heads(Arc::downgrade(&inner), every));
         Ok(Self { inner })
     }
 
-    /// [`GithubConfig::from_url`] then [`Self::connect`]: what `--store github://OWNER/REPO`
-    /// means.
-    pub async fn from_url(url: &str, clock: Arc<dyn Clock>) -> StoreResult<Self> {
-        Self::connect(GithubConfig::from_url(url)?, clock).await
+    /// [`Self::open`], then one write (the record tree) so that a wrong URL, token or
+    /// permission fails here rather than at the first lock.
+    pub async fn connect(config: GithubConfig, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        let store = Self::open(config, clock)?;
+        store.inner.tree.get().await?;
+        Ok(store)
+    }
+
+    /// What `--store github://OWNER/REPO` means: [`GithubConfig::from_url`] (token from
+    /// `GITHUB_TOKEN`, API base from `GITHUB_API_URL`) and [`Self::open`] on the system clock.
+    pub fn open_url(url: &str) -> StoreResult<Self> {
+        Self::open(
+            GithubConfig::from_url(url)?,
+            sentinel_coord::clock::system(),
+        )
     }
 
     /// The token's budget as GitHub last reported it.
@@ -362,5 +365,25 @@ impl Store for GithubStore {
 
     fn backend_name(&self) -> &'static str {
         "github"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_urls_name_owner_and_repo() {
+        let c = GithubConfig::from_url("github://octo/fleet").unwrap();
+        assert_eq!((c.owner.as_str(), c.repo.as_str()), ("octo", "fleet"));
+        assert!(c.issues);
+        for bad in [
+            "github://octo",
+            "github:///fleet",
+            "github://a/b/c",
+            "sqlite://x",
+        ] {
+            assert!(GithubConfig::from_url(bad).is_err(), "{bad}");
+        }
     }
 }
