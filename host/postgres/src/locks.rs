@@ -3,6 +3,11 @@
 //! back by the advisory lock until this one commits) draws a greater token, even across deletes,
 //! restarts and processes. Expiry is judged on the store's clock inside the statement. This
 //! module must never grant a lock in two statements: check-then-insert would race.
+//!
+//! Grants and renewals commit durably. Deletions (release, cleanup, release-all-of-a-worker)
+//! commit without waiting for the WAL flush: one lost in a server crash leaves the old grant in
+//! place until its TTL, which delays the next holder but can never create a second one, and it
+//! halves the cost of an acquire/release cycle on a disk with slow flushes.
 
 use async_trait::async_trait;
 use sentinel_coord::model::{Lock, LockFilter, LockRequest};
@@ -109,12 +114,15 @@ impl LockStore for PgStore {
     ) -> Result<(), LockError> {
         let now = self.now_param();
         let tok = token as i64;
-        let outcome = with_conn!(self, |c| {
+        with_conn!(self, |c| {
             // An expired grant is dead weight either way: removing it is always safe, and the
             // caller still learns it had expired.
             let stmt = c
                 .prepare_cached(
-                    "DELETE FROM locks WHERE tenant = $1 AND key = $2 AND owner = $3 AND token = $4
+                    "WITH relaxed AS MATERIALIZED (
+                         SELECT set_config('synchronous_commit', 'off', true))
+                     DELETE FROM locks USING relaxed
+                     WHERE tenant = $1 AND key = $2 AND owner = $3 AND token = $4
                      RETURNING expires_at <= sentinel_now_ms($5::int8)",
                 )
                 .await?;
@@ -128,8 +136,7 @@ impl LockStore for PgStore {
                 Some(_) => Ok(Ok(())),
                 None => Ok(Err(diagnose(&c, now, tenant, key, owner, token).await?)),
             }
-        })?;
-        outcome
+        })?
     }
 
     async fn renew_lock(
@@ -143,7 +150,7 @@ impl LockStore for PgStore {
         let now = self.now_param();
         let tok = token as i64;
         let ttl = ms_param(ttl_ms);
-        let outcome = with_conn!(self, |c| {
+        with_conn!(self, |c| {
             let stmt = c
                 .prepare_cached(&format!(
                     "UPDATE locks SET expires_at = clk.now + $5::int8
@@ -160,8 +167,7 @@ impl LockStore for PgStore {
                 Some(r) => Ok(Ok(decode(&r)?)),
                 None => Ok(Err(diagnose(&c, now, tenant, key, owner, token).await?)),
             }
-        })?;
-        outcome
+        })?
     }
 
     async fn get_lock(&self, tenant: &str, key: &str) -> StoreResult<Option<Lock>> {
@@ -205,7 +211,11 @@ impl LockStore for PgStore {
         let now = self.now_param();
         with_conn!(self, |c| {
             let stmt = c
-                .prepare_cached("DELETE FROM locks WHERE expires_at <= sentinel_now_ms($1::int8)")
+                .prepare_cached(
+                    "WITH relaxed AS MATERIALIZED (
+                         SELECT set_config('synchronous_commit', 'off', true))
+                     DELETE FROM locks USING relaxed WHERE expires_at <= sentinel_now_ms($1::int8)",
+                )
                 .await?;
             Ok(c.execute(&stmt, &[&now]).await?)
         })
@@ -214,7 +224,11 @@ impl LockStore for PgStore {
     async fn release_owner_locks(&self, owner: &str) -> StoreResult<u64> {
         with_conn!(self, |c| {
             let stmt = c
-                .prepare_cached("DELETE FROM locks WHERE owner = $1")
+                .prepare_cached(
+                    "WITH relaxed AS MATERIALIZED (
+                         SELECT set_config('synchronous_commit', 'off', true))
+                     DELETE FROM locks USING relaxed WHERE owner = $1",
+                )
                 .await?;
             Ok(c.execute(&stmt, &[&owner]).await?)
         })

@@ -333,6 +333,16 @@ fn lost_transition(now: i64, id: &str, attempt: u32, max_retries: u32, reason: &
     }
 }
 
+/// A task row as `fail` locked it.
+struct Locked {
+    state: TaskState,
+    fence: u64,
+    attempt: u32,
+    max_retries: u32,
+    worker: Option<String>,
+    started_at: Option<i64>,
+}
+
 pub(crate) async fn fail(
     store: &PgStore,
     failures: &[Failure],
@@ -359,23 +369,20 @@ pub(crate) async fn fail(
             // Nothing to settle: every failure is for an unknown task.
             (None, None) => 0,
         };
-        // (state, fence, attempt, max_retries, worker, started_at), updated as we go so a task
-        // failed twice in one batch is judged against the first failure's result.
-        let mut rows_by_id: HashMap<
-            String,
-            (TaskState, u64, u32, u32, Option<String>, Option<i64>),
-        > = HashMap::new();
+        // Updated as we go, so a task failed twice in one batch is judged against the first
+        // failure's result.
+        let mut rows_by_id: HashMap<String, Locked> = HashMap::new();
         for r in &rows {
             rows_by_id.insert(
                 r.get(0),
-                (
-                    parse_state(r.get(1))?,
-                    u64_col(r.get(2)),
-                    u32_col(r.get(3)),
-                    u32_col(r.get(4)),
-                    r.get(5),
-                    r.get(6),
-                ),
+                Locked {
+                    state: parse_state(r.get(1))?,
+                    fence: u64_col(r.get(2)),
+                    attempt: u32_col(r.get(3)),
+                    max_retries: u32_col(r.get(4)),
+                    worker: r.get(5),
+                    started_at: r.get(6),
+                },
             );
         }
         let mut out = Vec::with_capacity(failures.len());
@@ -386,31 +393,30 @@ pub(crate) async fn fail(
                 out.push(Settlement::Rejected(Rejection::NotFound));
                 continue;
             };
-            let (state, fence, attempt, max_retries, worker, started) = row.clone();
-            if state != TaskState::Running {
-                out.push(Settlement::Rejected(Rejection::NotRunning(state)));
+            if row.state != TaskState::Running {
+                out.push(Settlement::Rejected(Rejection::NotRunning(row.state)));
                 continue;
             }
-            if fence != f.fence {
+            if row.fence != f.fence {
                 out.push(Settlement::Rejected(Rejection::StaleFence {
-                    current: fence,
+                    current: row.fence,
                 }));
                 continue;
             }
             let t = failure_transition(
                 now,
                 &f.task_id,
-                attempt,
-                max_retries,
+                row.attempt,
+                row.max_retries,
                 &f.error,
                 f.retryable,
                 policy,
             );
-            row.0 = t.state;
-            if let Some(w) = worker {
-                let e = per_worker.entry(w).or_default();
+            row.state = t.state;
+            if let Some(w) = &row.worker {
+                let e = per_worker.entry(w.clone()).or_default();
                 e.1 += 1;
-                e.2 += (now - started.unwrap_or(now)).max(0);
+                e.2 += (now - row.started_at.unwrap_or(now)).max(0);
             }
             out.push(Settlement::Applied(t.state));
             transitions.push(t);
