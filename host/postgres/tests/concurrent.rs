@@ -202,3 +202,96 @@ async fn change_log_tail_misses_nothing_under_concurrent_writers() {
     );
     assert_eq!(head as usize, WRITERS * WRITES, "every write was logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_starting_at_once_migrate_the_schema_once() {
+    let schema = testing::fresh_schema();
+    let mut opening = Vec::new();
+    for i in 0..6 {
+        let schema = schema.clone();
+        opening.push(tokio::spawn(async move {
+            // The first to finish owns the schema's removal; which one does not matter.
+            sentinel_postgres::PgStore::connect_with(
+                &testing::url(),
+                testing::options(&schema, None, i == 0),
+            )
+            .await
+        }));
+    }
+    let mut stores = Vec::new();
+    for o in opening {
+        stores.push(o.await.unwrap().expect("every concurrent open succeeds"));
+    }
+    let (client, conn) = tokio_postgres::connect(&testing::url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let applied: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.schema_migrations"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        applied as i32,
+        sentinel_postgres::schema::SCHEMA_VERSION,
+        "each migration recorded once"
+    );
+    // Every instance works on the one schema.
+    stores[3].enqueue(&[NewTask::new("t", "x")]).await.unwrap();
+    assert_eq!(stores[5].queue_stats(None).await.unwrap().pending, 1);
+    // The owner goes last, so the others' connections are closed when it drops the schema.
+    let owner = stores.remove(0);
+    drop(stores);
+    drop(owner);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_through_one_instance_wakes_another_and_is_visible() {
+    let a = testing::fresh_store(None).await;
+    let b = testing::attach(a.schema(), None).await;
+    let mut tasks = b.subscribe(Topic::Tasks);
+    let mut memory = b.subscribe(Topic::Memory);
+    for i in 0..50 {
+        tasks.borrow_and_update();
+        a.enqueue(&[NewTask::new("job", format!("{i}"))])
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(2), tasks.changed())
+            .await
+            .unwrap_or_else(|_| panic!("submit {i} did not wake the other instance"))
+            .unwrap();
+        let req = ClaimRequest {
+            worker_id: "w".into(),
+            task_types: None,
+            tenants: None,
+            limit: 10,
+            lease_ms: 10_000,
+        };
+        // The notification is sent at commit: whatever woke us is already visible.
+        assert_eq!(b.claim(&req).await.unwrap().len(), 1, "submit {i}");
+
+        memory.borrow_and_update();
+        let write = MemoryWrite {
+            tenant: "t".into(),
+            namespace: "n".into(),
+            key: "k".into(),
+            value: json!(i),
+            writer: "w".into(),
+            timestamp: None,
+            ttl_ms: None,
+            expected_version: None,
+        };
+        a.memory_set(&write).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), memory.changed())
+            .await
+            .unwrap_or_else(|_| panic!("write {i} did not wake the other instance"))
+            .unwrap();
+        let seen = b.memory_get("t", "n", "k").await.unwrap().map(|e| e.value);
+        // Timestamps come from the database's clock; were it to step back, last-write-wins
+        // would keep the earlier write. So: this write or an earlier one, never nothing.
+        assert!(seen.is_some_and(|v| v.as_i64().is_some_and(|n| n <= i)));
+    }
+}

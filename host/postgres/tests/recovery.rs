@@ -216,3 +216,27 @@ async fn store_recovers_when_the_server_drops_its_connections() {
         unavailable.load(Ordering::Relaxed)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_unavailable_not_a_panic() {
+    // Nothing listens on port 1: connecting is refused at once.
+    let url = "postgres://postgres@127.0.0.1:1/test";
+    let options = || {
+        let mut o = testing::options("sentinel_unreachable", None, false);
+        o.connect_timeout = Duration::from_secs(2);
+        o.wait_timeout = Duration::from_secs(2);
+        o
+    };
+    let err = PgStore::connect_with(url, options())
+        .await
+        .err()
+        .expect("connecting to nothing fails");
+    assert!(err.is_unavailable(), "{err:?}");
+    // Opened lazily (as the host does), the store exists and every call reports Unavailable.
+    let store = PgStore::open_with(url, options()).expect("lazy open");
+    let err = store.get_task("t", "x").await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    let err = store.enqueue(&[NewTask::new("t", "x")]).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(store.now().await.unwrap_err().is_unavailable());
+}
