@@ -90,7 +90,15 @@ fn rounds<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<Vec<usize>> {
             None => rounds.push((HashSet::from([key]), vec![i])),
         }
     }
-    rounds.into_iter().map(|(_, idx)| idx).collect()
+    rounds
+        .into_iter()
+        .map(|(_, mut idx)| {
+            // Id order: concurrent batches then lock their rows in one global order and cannot
+            // deadlock on each other (a deadlock would only cost a retry, after a second).
+            idx.sort_by(|&a, &b| id(&items[a]).cmp(id(&items[b])));
+            idx
+        })
+        .collect()
 }
 
 /// Runs [`COMPLETE`] for one round; returns per-item "applied" and whether claimers were notified.
@@ -619,4 +627,17 @@ pub(crate) async fn reap_expired(store: &PgStore, policy: &RetryPolicy) -> Store
         store.wake_local(Topic::Tasks);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounds;
+
+    #[test]
+    fn repeated_ids_go_to_later_rounds_and_each_round_is_in_id_order() {
+        let ids = ["b", "a", "b", "c", "b", "a"];
+        let r = rounds(&ids, |s| s);
+        assert_eq!(r, vec![vec![1, 0, 3], vec![5, 2], vec![4]]);
+        assert_eq!(rounds(&["x"], |s| s), vec![vec![0]]);
+    }
 }

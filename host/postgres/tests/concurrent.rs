@@ -295,3 +295,45 @@ async fn every_change_through_one_instance_wakes_another_and_is_visible() {
         assert!(seen.is_some_and(|v| v.as_i64().is_some_and(|n| n <= i)));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_settlements_in_opposite_orders_settle_each_task_once() {
+    let owner = testing::fresh_store(None).await;
+    let other = testing::attach(owner.schema(), None).await;
+    let batch: Vec<NewTask> = (0..300)
+        .map(|i| NewTask::new("t", format!("{i}")))
+        .collect();
+    owner.enqueue(&batch).await.unwrap();
+    let req = ClaimRequest {
+        worker_id: "w".into(),
+        task_types: None,
+        tenants: None,
+        limit: 300,
+        lease_ms: 60_000,
+    };
+    let claimed = owner.claim(&req).await.unwrap();
+    let done: Vec<Completion> = claimed
+        .iter()
+        .map(|t| Completion {
+            task_id: t.id.clone(),
+            fence: t.fence,
+            output: b"ok".to_vec(),
+        })
+        .collect();
+    let reversed: Vec<Completion> = done.iter().rev().cloned().collect();
+    // The same completions raced through two pools in opposite orders (a settler retrying a
+    // batch whose first attempt's reply was lost looks like this): neither call may fail,
+    // and each task is applied by exactly one of them.
+    let (a, b) = tokio::join!(owner.complete(&done), other.complete(&reversed));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut b = b;
+    b.reverse();
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let applied = [x, y]
+            .iter()
+            .filter(|s| ***s == Settlement::Applied(TaskState::Completed))
+            .count();
+        assert_eq!(applied, 1, "task {i}: {x:?} / {y:?}");
+    }
+    assert_eq!(owner.queue_stats(None).await.unwrap().completed, 300);
+}
