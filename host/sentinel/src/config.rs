@@ -215,12 +215,12 @@ impl Settings {
             .store
             .or(file.store.clone())
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("sentinel.db").display()));
-        if !(store_url.starts_with("sqlite://")
-            || store_url.starts_with("postgres://")
-            || store_url.starts_with("postgresql://"))
+        if !["sqlite://", "postgres://", "postgresql://", "github://"]
+            .iter()
+            .any(|p| store_url.starts_with(p))
         {
             bail!(
-                "store (--store): {store_url:?} is not a supported store URL; use sqlite://PATH or postgres://…"
+                "store (--store): {store_url:?} is not a supported store URL; use sqlite://PATH, postgres://… or github://OWNER/REPO"
             );
         }
         let listen_text = o

@@ -71,7 +71,15 @@ pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         let store = PgStore::open(url).context("opening the PostgreSQL store")?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!("store {url}: unsupported URL; use sqlite://PATH or postgres://...")
+    if url.starts_with("github://") {
+        // Token from GITHUB_TOKEN, API base from GITHUB_API_URL (GitHub Enterprise).
+        let store =
+            sentinel_github::GithubStore::open_url(url).context("opening the GitHub store")?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!(
+        "store {url}: unsupported URL; use sqlite://PATH, postgres://… or github://OWNER/REPO"
+    )
 }
 
 impl Node {

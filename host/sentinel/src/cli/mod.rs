@@ -98,7 +98,8 @@ pub struct HostArgs {
     /// Configuration file (seed 001 keys; JSON or TOML).
     #[arg(long, env = "SENTINEL_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Store URL: sqlite://PATH.
+    /// Store URL: sqlite://PATH, postgres://USER@HOST/DB[?schema=NAME] or github://OWNER/REPO
+    /// (token from GITHUB_TOKEN).
     #[arg(long, env = "SENTINEL_STORE")]
     pub store: Option<String>,
     /// HTTP listen address.
