@@ -42,9 +42,39 @@ pub fn options(schema: &str, clock: Option<Arc<dyn Clock>>, owner: bool) -> PgOp
     }
 }
 
+/// Creates the URL's database if the server says it does not exist (a fresh cluster has only
+/// `postgres`), so a new machine needs no manual set-up beyond a running server.
+pub async fn ensure_database() {
+    let url = &url();
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .unwrap_or_else(|e| panic!("{URL_VAR}={url} is not a PostgreSQL URL: {e}"));
+        let missing = match config.connect(tokio_postgres::NoTls).await {
+            Ok(_) => false,
+            Err(e) => e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME),
+        };
+        let Some(db) = config.get_dbname().filter(|_| missing) else {
+            return;
+        };
+        let mut admin = config.clone();
+        admin.dbname("postgres");
+        if let Ok((client, conn)) = admin.connect(tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            // Two test binaries may race here; "already exists" is as good as created.
+            let _ = client
+                .batch_execute(&format!("CREATE DATABASE \"{}\"", db.replace('"', "\"\"")))
+                .await;
+        }
+    })
+    .await;
+}
+
 /// An empty store in a new schema, driven by `clock` (`None`: the database clock), that drops
 /// its schema when dropped.
 pub async fn fresh_store(clock: Option<Arc<dyn Clock>>) -> PgStore {
+    ensure_database().await;
     let schema = fresh_schema();
     PgStore::connect_with(&url(), options(&schema, clock, true))
         .await

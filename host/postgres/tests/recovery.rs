@@ -18,6 +18,7 @@ const TASKS: usize = 2_000;
 const APP: &str = "sentinel-recovery-test";
 
 async fn open(schema: &str, owner: bool) -> PgStore {
+    testing::ensure_database().await;
     let mut options = testing::options(schema, None, owner);
     options.application_name = APP.into();
     PgStore::connect_with(&testing::url(), options)
