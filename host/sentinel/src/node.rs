@@ -283,7 +283,7 @@ impl Node {
     }
 }
 
-fn set_strategy(
+pub fn set_strategy(
     balancer: &LoadBalancer,
     name: &str,
     folder: &Arc<PluginFolder>,

@@ -312,6 +312,46 @@ async fn memory_health_metrics_and_plugins_answer() {
     assert_eq!(plugins["plugins"].as_array().unwrap().len(), 6);
     let load = c.get("/v1/cluster/load").await.unwrap();
     assert_eq!(load["strategy"], "least_loaded");
+    // Push placement through a WASM strategy, switched at run time.
+    let changed = c
+        .put(
+            "/v1/cluster/strategy",
+            &json!({"strategy": "plugin:weighted-score"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed["strategy"], "plugin:weighted-score");
+    let placed = c
+        .post("/v1/cluster/select-worker", &json!({"type": "echo"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            placed["strategy"].as_str(),
+            placed["worker"]["worker_id"].as_str()
+        ),
+        (Some("plugin:weighted-score"), Some("api-host"))
+    );
+    let none = c
+        .post(
+            "/v1/cluster/select-worker",
+            &json!({"type": "unknown-type"}),
+        )
+        .await
+        .unwrap();
+    assert!(none["worker"].is_null());
+    assert_eq!(
+        raw(
+            &c,
+            &node,
+            "PUT",
+            "/v1/cluster/strategy",
+            r#"{"strategy": "fastest"}"#
+        )
+        .await
+        .0,
+        400
+    );
     node.shutdown(Duration::from_secs(5)).await;
 }
 

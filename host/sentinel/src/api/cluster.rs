@@ -281,3 +281,65 @@ pub async fn rebalance(
     let r = s.balancer.rebalance().await?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))
 }
+
+/// What `select-worker` places.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementRequest {
+    #[serde(rename = "type")]
+    pub task_type: String,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub affinity: Option<sentinel_coord::model::Affinity>,
+}
+
+/// `POST /v1/cluster/select-worker` (seed `selectWorker`, push): the worker the current strategy
+/// would give this task, among live, healthy workers with a free slot that serve its type.
+pub async fn select_worker(
+    State(s): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: PlacementRequest = super::parse_json(&body)?;
+    let task = sentinel_coord::balancer::TaskInfo {
+        id: String::new(),
+        tenant: tenant(&s, &headers)?,
+        task_type: req.task_type,
+        priority: req.priority,
+        affinity: req.affinity.unwrap_or_default(),
+        estimated_duration_ms: req
+            .metadata
+            .get("estimated_duration_ms")
+            .and_then(|v| v.parse().ok()),
+        metadata: req.metadata,
+    };
+    let chosen = s.balancer.select_worker(&task, None).await?;
+    s.metrics.balancer_decisions.inc();
+    let now = s.store.now().await?;
+    Ok(Json(serde_json::json!({
+        "strategy": s.balancer.strategy_name(),
+        "worker": chosen.map(|w| worker_json(&s, &w, now)),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyChange {
+    pub strategy: String,
+}
+
+/// `PUT /v1/cluster/strategy` (seed `setStrategy`): changes this host's strategy at run time.
+pub async fn set_strategy(
+    State(s): State<Arc<NodeState>>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: StrategyChange = super::parse_json(&body)?;
+    crate::node::set_strategy(&s.balancer, &req.strategy, &s.folder)
+        .map_err(|e| ApiError::bad_request("INVALID_STRATEGY", format!("{e:#}")))?;
+    Ok(Json(
+        serde_json::json!({ "strategy": s.balancer.strategy_name() }),
+    ))
+}

@@ -39,6 +39,11 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/plugins", get(cluster::plugins))
         .route("/v1/cluster/load", get(cluster::load))
         .route("/v1/cluster/rebalance", post(cluster::rebalance))
+        .route("/v1/cluster/select-worker", post(cluster::select_worker))
+        .route(
+            "/v1/cluster/strategy",
+            axum::routing::put(cluster::set_strategy),
+        )
         .route("/v1/memory/{namespace}", get(memory::list))
         .route(
             "/v1/memory/{namespace}/{key}",
@@ -66,6 +71,19 @@ pub(crate) fn tenant(state: &NodeState, headers: &HeaderMap) -> Result<String, A
         .get(token.trim())
         .cloned()
         .ok_or_else(|| ApiError::unauthorized("unknown token"))
+}
+
+/// Parses a JSON request body into `T`, whatever its content type: a malformed body is a 400
+/// with our error shape, never the framework's plain-text rejection.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "MALFORMED_JSON",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("INVALID_REQUEST", format!("invalid request: {e}")))
 }
 
 /// Milliseconds since the epoch as RFC 3339.
