@@ -341,7 +341,7 @@ impl QueueStore for PgStore {
         let now = self.now_param();
         let limit = i64::from(req.limit);
         let lease = ms_param(req.lease_ms);
-        with_conn!(self, |c| {
+        let claimed = with_conn!(self, |c| {
             let stmt = c.prepare_cached(CLAIM).await?;
             let tx = c.transaction().await?;
             // The claim must walk `tasks_ready` in order and stop after `limit` rows. Without
@@ -378,7 +378,9 @@ impl QueueStore for PgStore {
                 out.push(task);
             }
             Ok(out)
-        })
+        })?;
+        self.note_claimed(claimed.len());
+        Ok(claimed)
     }
 
     async fn renew_lease(

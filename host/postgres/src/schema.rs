@@ -138,8 +138,16 @@ CREATE INDEX task_deps_dep ON task_deps (dep_id);
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
+/// What the store needs to know about the server, learned when it migrates.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerInfo {
+    /// `autovacuum` is on. Without it nothing ever removes the dead row versions and index
+    /// entries a queue leaves behind, and the store vacuums its tables itself.
+    pub autovacuum: bool,
+}
+
 /// Creates the schema if needed and applies pending migrations, on a connection of its own.
-pub async fn migrate(config: &Config, schema: &str) -> StoreResult<()> {
+pub async fn migrate(config: &Config, schema: &str) -> StoreResult<ServerInfo> {
     let (mut client, connection) = config.connect(NoTls).await.map_err(|e| map_pg(&e))?;
     let driver = tokio::spawn(connection);
     let result = async {
@@ -182,8 +190,12 @@ pub async fn migrate(config: &Config, schema: &str) -> StoreResult<()> {
             .await?;
             tracing::info!(schema, version, "applied PostgreSQL store migration");
         }
+        let autovacuum: bool = tx
+            .query_one("SELECT current_setting('autovacuum')::bool", &[])
+            .await?
+            .get(0);
         tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>(Ok(()))
+        Ok::<_, tokio_postgres::Error>(Ok(ServerInfo { autovacuum }))
     }
     .await;
     drop(client);

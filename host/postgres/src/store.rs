@@ -8,6 +8,7 @@
 //! reason (NOTIFY channels are database-wide).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,11 +19,15 @@ use tokio_postgres::NoTls;
 
 use crate::error::OpError;
 use crate::notify::{Listener, Wake};
-use crate::schema;
+use crate::schema::{self, ServerInfo};
 
 /// Conflicts (serialization failure, deadlock) are retried this many times before the operation
 /// reports `Unavailable`.
 pub(crate) const CONFLICT_RETRIES: u32 = 5;
+
+/// On a server running without autovacuum, the store vacuums its tables after this many claimed
+/// rows (see [`PgStore::note_claimed`]).
+pub const SELF_VACUUM_ROWS: u64 = 20_000;
 
 /// Tunables for [`PgStore`].
 #[derive(Clone)]
@@ -94,7 +99,10 @@ pub(crate) struct Inner {
     clock: Option<Arc<dyn Clock>>,
     pub(crate) wake: Arc<Wake>,
     /// Set once the schema is known to be current.
-    migrated: OnceCell<()>,
+    migrated: OnceCell<ServerInfo>,
+    /// Rows claimed since this store last vacuumed (only counted when the server does not).
+    claimed_since_vacuum: AtomicU64,
+    vacuuming: AtomicBool,
     /// Dropping it stops the LISTEN task.
     _listener: Listener,
     drop_schema: bool,
@@ -197,6 +205,8 @@ impl PgStore {
                 clock: options.clock,
                 wake,
                 migrated: OnceCell::new(),
+                claimed_since_vacuum: AtomicU64::new(0),
+                vacuuming: AtomicBool::new(false),
                 _listener: listener,
                 drop_schema: options.drop_schema_on_drop,
             }),
@@ -204,13 +214,48 @@ impl PgStore {
     }
 
     /// Runs the migrations once per store; a failure (server down) is retried by the next call.
-    async fn ensure_migrated(&self) -> Result<(), OpError> {
+    async fn ensure_migrated(&self) -> Result<ServerInfo, OpError> {
         let inner = &self.inner;
-        inner
+        Ok(*inner
             .migrated
             .get_or_try_init(|| schema::migrate(&inner.pg_config, &inner.schema))
-            .await?;
-        Ok(())
+            .await?)
+    }
+
+    /// Counts claimed rows and, on a server without autovacuum, vacuums the store's tables in
+    /// the background every [`SELF_VACUUM_ROWS`]. Each claim turns a `tasks_ready` entry into a
+    /// dead one at the head of the index, which every later claim walks past until a vacuum
+    /// removes it: unvacuumed, the cost of a claim grows with the number of tasks ever run.
+    pub(crate) fn note_claimed(&self, rows: usize) {
+        let inner = &self.inner;
+        if rows == 0 || inner.migrated.get().is_none_or(|i| i.autovacuum) {
+            return;
+        }
+        let total = inner
+            .claimed_since_vacuum
+            .fetch_add(rows as u64, Ordering::Relaxed)
+            + rows as u64;
+        if total < SELF_VACUUM_ROWS || inner.vacuuming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        inner.claimed_since_vacuum.store(0, Ordering::Relaxed);
+        let store = self.clone();
+        tokio::spawn(async move {
+            // SKIP_LOCKED: another worker vacuuming the same table right now is just as good.
+            let result = async {
+                let c = store.client().await?;
+                c.batch_execute(
+                    "VACUUM (SKIP_LOCKED, ANALYZE) tasks, task_deps, locks, memory, memory_changes",
+                )
+                .await?;
+                Ok::<_, OpError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e.into_store(), "vacuuming the PostgreSQL store's tables failed");
+            }
+            store.inner.vacuuming.store(false, Ordering::Release);
+        });
     }
 
     /// The schema this store works in.
