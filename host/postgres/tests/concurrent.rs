@@ -337,3 +337,58 @@ async fn overlapping_settlements_in_opposite_orders_settle_each_task_once() {
     }
     assert_eq!(owner.queue_stats(None).await.unwrap().completed, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_autovacuum_the_store_vacuums_its_queue_itself() {
+    let store = testing::fresh_store(None).await;
+    let (client, conn) = tokio_postgres::connect(&testing::url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let autovacuum: bool = client
+        .query_one("SELECT current_setting('autovacuum')::bool", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let rows = sentinel_postgres::store::SELF_VACUUM_ROWS as usize + 1_000;
+    for _ in 0..rows / 1_000 {
+        let batch: Vec<NewTask> = (0..1_000).map(|_| NewTask::new("t", "x")).collect();
+        store.enqueue(&batch).await.unwrap();
+        let req = ClaimRequest {
+            worker_id: "w".into(),
+            task_types: None,
+            tenants: None,
+            limit: 1_000,
+            lease_ms: 60_000,
+        };
+        assert_eq!(store.claim(&req).await.unwrap().len(), 1_000);
+    }
+    let vacuumed = || async {
+        client
+            .query_one(
+                "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables
+                 WHERE schemaname = $1 AND relname = 'tasks'",
+                &[&store.schema()],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    };
+    if autovacuum {
+        // The server keeps the queue vacuumed; the store must leave that to it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !vacuumed().await,
+            "the store vacuumed although autovacuum is on"
+        );
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !vacuumed().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{rows} claimed rows on a server without autovacuum, and no vacuum of tasks"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
