@@ -274,7 +274,7 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
     let timeout = Duration::from_millis(task.timeout_ms.max(1));
     let outcome = tokio::time::timeout(
         timeout,
-        plugin.run(folder_runtime(ctx), &wit_task, &ctx.services),
+        plugin.run(ctx.folder.runtime(), &wit_task, &ctx.services),
     )
     .await;
     ctx.metrics
@@ -325,10 +325,6 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
             failure(message, retryable)
         }
     }
-}
-
-fn folder_runtime(ctx: &WorkerContext) -> &Arc<sentinel_runtime::Runtime> {
-    ctx.folder.runtime()
 }
 
 async fn settle_loop(ctx: Arc<WorkerContext>, mut rx: mpsc::UnboundedReceiver<Settle>) {

@@ -1,5 +1,6 @@
 //! `sentinel dev` and `sentinel worker`: resolve settings, start a node, stop it on a signal.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,20 +33,19 @@ pub async fn run(args: HostArgs, dev: bool, log_format: &str) -> anyhow::Result<
         memory_sync_interval_ms: args.memory_sync_interval_ms,
         memory_cache_size: args.memory_cache_size,
     };
-    let mut built_examples = None;
-    let settings = Settings::resolve(overrides, || {
-        let root = sentinel_guest_build::workspace_root();
-        built_examples = Some(root.clone());
-        root.join("target/guests/plugins")
+    // `dev` serves the repository's example plugins (built here if missing); a `worker`
+    // without --plugins reads ./plugins.
+    let examples = dev.then(sentinel_guest_build::workspace_root);
+    let settings = Settings::resolve(overrides, || match &examples {
+        Some(root) => root.join("target/guests/plugins"),
+        None => PathBuf::from("plugins"),
     })?;
-    if dev && args.plugins.is_none() {
-        if let Some(root) = built_examples {
-            tracing::info!("building the example plugins (first run takes a minute)");
-            let root2 = root.clone();
-            tokio::task::spawn_blocking(move || sentinel_guest_build::build(&root2))
-                .await?
-                .with_context(|| format!("building the example plugins in {}", root.display()))?;
-        }
+    if let (Some(root), None) = (examples, &args.plugins) {
+        tracing::info!("building the example plugins (the first run takes a minute)");
+        let dir = root.clone();
+        tokio::task::spawn_blocking(move || sentinel_guest_build::build(&dir))
+            .await?
+            .with_context(|| format!("building the example plugins in {}", root.display()))?;
     }
     let node = Node::start(settings).await?;
     eprintln!(

@@ -105,7 +105,8 @@ pub struct HostArgs {
     /// HTTP listen address.
     #[arg(long, env = "SENTINEL_LISTEN")]
     pub listen: Option<String>,
-    /// Plugin folder (default for `dev`: the repository's example plugins, built if missing).
+    /// Plugin folder (default: `dev` the repository's example plugins, built if missing;
+    /// `worker` ./plugins).
     #[arg(long, env = "SENTINEL_PLUGINS")]
     pub plugins: Option<PathBuf>,
     /// Data directory (embedded store, scratch, component cache).
