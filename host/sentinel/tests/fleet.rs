@@ -47,21 +47,7 @@ async fn a_worker_killed_mid_run_loses_nothing_and_completes_nothing_twice() {
     assert_eq!(ids.len(), 500);
 
     // Kill w3 while it runs tasks.
-    let running_on_w3: Vec<String> =
-        until(Duration::from_secs(60), "w3 to run tasks", async || {
-            let r = w1
-                .client
-                .get("/v1/tasks?status=running&worker=w3&limit=100")
-                .await
-                .ok()?;
-            let ids: Vec<String> = r["tasks"]
-                .as_array()?
-                .iter()
-                .filter_map(|t| t["id"].as_str().map(str::to_string))
-                .collect();
-            (!ids.is_empty()).then_some(ids)
-        })
-        .await;
+    let running_on_w3 = wait_until_running_on(&w1.client, "w3").await;
     w3.signal(libc::SIGKILL);
     let killed_at = Instant::now();
 
@@ -117,14 +103,8 @@ async fn a_worker_killed_mid_run_loses_nothing_and_completes_nothing_twice() {
     }
     // Exactly once: every applied completion is counted on the worker that made it (the
     // killed one included), and a completion with a stale fencing token is refused.
+    assert_eq!(applied_completions(&w1.client).await, 500);
     let workers = w1.client.get("/v1/workers").await.unwrap();
-    let completions: u64 = workers["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["stats"]["completed"].as_u64().unwrap())
-        .sum();
-    assert_eq!(completions, 500, "completion records: {workers}");
     let w3_record = workers["workers"]
         .as_array()
         .unwrap()
@@ -153,15 +133,7 @@ async fn sigterm_drains_a_worker_without_losing_or_repeating_a_task() {
         .await
         .unwrap();
 
-    until(Duration::from_secs(60), "d2 to run tasks", async || {
-        let r = w1
-            .client
-            .get("/v1/tasks?status=running&worker=d2&limit=10")
-            .await
-            .ok()?;
-        (!r["tasks"].as_array()?.is_empty()).then_some(())
-    })
-    .await;
+    wait_until_running_on(&w1.client, "d2").await;
     w2.signal(libc::SIGTERM);
     let status = tokio::task::spawn_blocking(move || {
         let s = w2.child.wait().unwrap();

@@ -70,15 +70,7 @@ async fn a_fleet_on_postgres_survives_a_killed_worker_and_a_server_restart() {
             .unwrap();
     }
 
-    until(Duration::from_secs(60), "pg3 to run tasks", async || {
-        let r = w1
-            .client
-            .get("/v1/tasks?status=running&worker=pg3&limit=1")
-            .await
-            .ok()?;
-        (!r["tasks"].as_array()?.is_empty()).then_some(())
-    })
-    .await;
+    wait_until_running_on(&w1.client, "pg3").await;
     w3.signal(libc::SIGKILL);
 
     // Restart the server while the survivors are busy.
@@ -117,13 +109,6 @@ async fn a_fleet_on_postgres_survives_a_killed_worker_and_a_server_restart() {
     assert_eq!(tasks.len(), TASKS);
     assert!(tasks.iter().all(|t| t["status"] == "completed"));
     // Exactly once: applied completions, counted per worker (the killed one included).
-    let workers = w1.client.get("/v1/workers").await.unwrap();
-    let completions: u64 = workers["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["stats"]["completed"].as_u64().unwrap())
-        .sum();
-    assert_eq!(completions, TASKS as u64, "completion records: {workers}");
+    assert_eq!(applied_completions(&w1.client).await, TASKS as u64);
     drop((w2, w3));
 }

@@ -129,3 +129,38 @@ pub async fn all_tasks(c: &Client) -> Vec<serde_json::Value> {
         .unwrap()
         .clone()
 }
+
+/// Waits until `worker` is running at least one task; returns the ids it runs.
+pub async fn wait_until_running_on(c: &Client, worker: &str) -> Vec<String> {
+    until(
+        Duration::from_secs(60),
+        &format!("{worker} to run tasks"),
+        async || {
+            let r = c
+                .get(&format!(
+                    "/v1/tasks?status=running&worker={worker}&limit=100"
+                ))
+                .await
+                .ok()?;
+            let ids: Vec<String> = r["tasks"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| t["id"].as_str().map(str::to_string))
+                .collect();
+            (!ids.is_empty()).then_some(ids)
+        },
+    )
+    .await
+}
+
+/// Completions applied by the store, summed over every worker that ever registered and was not
+/// deregistered: with the fence check, exactly one per completed task.
+pub async fn applied_completions(c: &Client) -> u64 {
+    let workers = c.get("/v1/workers").await.unwrap();
+    workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["stats"]["completed"].as_u64().unwrap())
+        .sum()
+}
