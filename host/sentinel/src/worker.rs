@@ -112,11 +112,6 @@ impl Worker {
         }
     }
 
-    /// Tasks running on this host now.
-    pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Relaxed)
-    }
-
     /// A counter the heartbeat reads.
     pub fn active_counter(&self) -> Arc<AtomicU32> {
         self.active.clone()
