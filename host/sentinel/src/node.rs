@@ -72,7 +72,13 @@ pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("github://") {
-        // Token from GITHUB_TOKEN, API base from GITHUB_API_URL (GitHub Enterprise).
+        // Token from GITHUB_TOKEN, API base from GITHUB_API_URL (GitHub Enterprise). Without a
+        // token every write would be refused: say so now rather than after the first claim.
+        if std::env::var("GITHUB_TOKEN").map_or(true, |t| t.trim().is_empty()) {
+            anyhow::bail!(
+                "store {url}: GITHUB_TOKEN is not set (a token with Issues and Contents read/write on the repository)"
+            );
+        }
         let store =
             sentinel_github::GithubStore::open_url(url).context("opening the GitHub store")?;
         return Ok(Arc::new(store));

@@ -543,3 +543,23 @@ fn an_invalid_config_is_refused_at_start_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("WORKER_MAX_TASKS"), "{stderr}");
 }
+
+#[test]
+fn a_github_store_without_a_token_is_refused_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sentinel"))
+        .args([
+            "worker",
+            "--store",
+            "github://octo/repo",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GITHUB_TOKEN is not set"), "{stderr}");
+}
