@@ -1,11 +1,15 @@
 //! LoadBalancer strategies, the Strategy seam and its guard rails.
 
+mod common;
+
 use std::sync::Arc;
 
 use sentinel_coord::balancer::*;
 use sentinel_coord::config::RegistryConfig;
 use sentinel_coord::model::*;
 use sentinel_coord::registry::WorkerRegistry;
+
+use common::set_load;
 use sentinel_coord::{ManualClock, SqliteStore, Store};
 
 fn view(id: &str, max: u32, active: u32) -> WorkerView {
@@ -143,16 +147,7 @@ async fn out_of_range_or_panicking_strategy_falls_back_to_a_builtin() {
     let (_, r, lb) = setup().await;
     r.register(&reg("a", 2, &[])).await.unwrap();
     r.register(&reg("b", 2, &[])).await.unwrap();
-    r.update_status(
-        "a",
-        WorkerStatus::Busy,
-        Some(CapacityUpdate {
-            active_tasks: Some(1),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    set_load(&r, "a", WorkerStatus::Busy, 1).await;
     lb.set_strategy(Arc::new(Broken(99)));
     assert_eq!(lb.strategy_name(), "broken");
     let w = lb.select_worker(&task("x"), None).await.unwrap().unwrap();
@@ -182,16 +177,7 @@ async fn out_of_range_or_panicking_strategy_falls_back_to_a_builtin() {
 async fn candidates_are_filtered_before_the_strategy_sees_them() {
     let (s, r, lb) = setup().await;
     r.register(&reg("full", 1, &[])).await.unwrap();
-    r.update_status(
-        "full",
-        WorkerStatus::Active,
-        Some(CapacityUpdate {
-            active_tasks: Some(1),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    set_load(&r, "full", WorkerStatus::Active, 1).await;
     r.register(&reg("draining", 4, &[])).await.unwrap();
     r.update_status("draining", WorkerStatus::Draining, None)
         .await
@@ -252,16 +238,7 @@ async fn pull_gives_the_highest_priority_runnable_task_and_busy_workers_defer() 
     let (s, r, lb) = setup().await;
     r.register(&reg("idle", 4, &[])).await.unwrap();
     r.register(&reg("loaded", 4, &[])).await.unwrap();
-    r.update_status(
-        "loaded",
-        WorkerStatus::Busy,
-        Some(CapacityUpdate {
-            active_tasks: Some(3),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    set_load(&r, "loaded", WorkerStatus::Busy, 3).await;
     s.enqueue(&[
         NewTask::new("x", "low").with_priority(1),
         NewTask::new("x", "high").with_priority(9),
@@ -292,16 +269,7 @@ async fn load_distribution_and_rebalance_of_stranded_work() {
     let (s, r, lb) = setup().await;
     r.register(&reg("a", 4, &[])).await.unwrap();
     r.register(&reg("b", 4, &[])).await.unwrap();
-    r.update_status(
-        "a",
-        WorkerStatus::Busy,
-        Some(CapacityUpdate {
-            active_tasks: Some(2),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    set_load(&r, "a", WorkerStatus::Busy, 2).await;
     let d = lb.load_distribution().await.unwrap();
     assert_eq!(
         (d.total_capacity, d.utilized_capacity, d.utilization_percent),

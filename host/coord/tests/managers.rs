@@ -1,5 +1,7 @@
 //! LockManager, WorkerRegistry and Queue behaviour above the store contract.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,6 +10,8 @@ use sentinel_coord::locks::LockManager;
 use sentinel_coord::model::*;
 use sentinel_coord::queue::Queue;
 use sentinel_coord::registry::WorkerRegistry;
+
+use common::set_load;
 use sentinel_coord::{ManualClock, SqliteStore, Store, WorkerError, clock};
 
 fn store() -> (Arc<dyn Store>, Arc<ManualClock>) {
@@ -125,16 +129,7 @@ async fn registry_discovery_filters_combine() {
     r.register(&reg("builder", 4, &["build"])).await.unwrap();
     r.register(&reg("tester", 2, &["test"])).await.unwrap();
     r.register(&reg("any", 1, &[])).await.unwrap();
-    r.update_status(
-        "tester",
-        WorkerStatus::Busy,
-        Some(CapacityUpdate {
-            active_tasks: Some(2),
-            ..Default::default()
-        }),
-    )
-    .await
-    .unwrap();
+    set_load(&r, "tester", WorkerStatus::Busy, 2).await;
     let ids = |v: Vec<WorkerRecord>| v.into_iter().map(|w| w.worker_id).collect::<Vec<_>>();
     let build = WorkerFilter {
         task_type: Some("build".into()),

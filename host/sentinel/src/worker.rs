@@ -202,9 +202,10 @@ async fn claim_loop(
             ctx.metrics.tasks_running_here.inc();
             let (ctx, active, settle) = (ctx.clone(), active.clone(), settle.clone());
             tokio::spawn(async move {
-                let result = run_task(&ctx, &task).await;
+                let task_id = task.id.clone();
+                let result = run_task(&ctx, task).await;
                 let _ = settle.send(result);
-                ctx.progress.remove(&task.id);
+                ctx.progress.remove(&task_id);
                 active.fetch_sub(1, Ordering::Relaxed);
                 ctx.metrics.tasks_running_here.dec();
                 drop(permit);
@@ -226,12 +227,14 @@ async fn wait_for_work(
     }
 }
 
-async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
+/// Runs one claimed task; takes it by value so its payload moves into the sandbox uncopied.
+async fn run_task(ctx: &WorkerContext, task: Task) -> Settle {
     let started = Instant::now();
-    let failure = |error: String, retryable: bool| {
+    let (fence, timeout_ms) = (task.fence, task.timeout_ms);
+    let failure = |task_id: &str, error: String, retryable: bool| {
         Settle::Failed(Failure {
-            task_id: task.id.clone(),
-            fence: task.fence,
+            task_id: task_id.to_string(),
+            fence,
             error,
             retryable,
         })
@@ -239,6 +242,7 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
     let Some(plugin) = ctx.folder.executor_for(&task.task_type) else {
         // The plugin went away between claim and run: another host may still serve the type.
         return failure(
+            &task.id,
             format!(
                 "no plugin serves task type {:?} on worker {}",
                 task.task_type, ctx.worker_id
@@ -246,11 +250,7 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
             true,
         );
     };
-    let mut metadata: Vec<(String, String)> = task
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut metadata: Vec<(String, String)> = task.metadata.into_iter().collect();
     for (dep, output) in &task.dependency_outputs {
         metadata.push((
             format!("dependency:{dep}"),
@@ -258,15 +258,15 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
         ));
     }
     let wit_task = sentinel_runtime::Task {
-        id: task.id.clone(),
-        task_type: task.task_type.clone(),
-        tenant: task.tenant.clone(),
+        id: task.id,
+        task_type: task.task_type,
+        tenant: task.tenant,
         priority: task.priority,
         attempt: task.attempt,
-        payload: task.payload.clone(),
+        payload: task.payload,
         metadata,
     };
-    let timeout = Duration::from_millis(task.timeout_ms.max(1));
+    let timeout = Duration::from_millis(timeout_ms.max(1));
     let outcome = tokio::time::timeout(
         timeout,
         plugin.run(ctx.folder.runtime(), &wit_task, &ctx.services),
@@ -283,7 +283,8 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
                 .with_label_values(&["TIMEOUT"])
                 .inc();
             return failure(
-                format!("TIMEOUT: task timeout of {} ms exceeded", task.timeout_ms),
+                &wit_task.id,
+                format!("TIMEOUT: task timeout of {timeout_ms} ms exceeded"),
                 true,
             );
         }
@@ -292,9 +293,9 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
         component = "worker",
         worker_id = %ctx.worker_id,
         action = "run_task",
-        task_id = %task.id,
-        task_type = %task.task_type,
-        attempt = task.attempt,
+        task_id = %wit_task.id,
+        task_type = %wit_task.task_type,
+        attempt = wit_task.attempt,
         result = match &outcome.result { Ok(_) => "success", Err(e) => e.code() },
         duration_ms = outcome.duration.as_millis() as u64,
         log = %outcome.log.text,
@@ -303,8 +304,8 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
     );
     match outcome.result {
         Ok(output) => Settle::Done(Completion {
-            task_id: task.id.clone(),
-            fence: task.fence,
+            task_id: wit_task.id,
+            fence,
             output,
         }),
         Err(e) => {
@@ -317,7 +318,7 @@ async fn run_task(ctx: &WorkerContext, task: &Task) -> Settle {
                 SandboxError::TaskFailed { message, .. } => message.clone(),
                 other => format!("{}: {other}", other.code()),
             };
-            failure(message, retryable)
+            failure(&wit_task.id, message, retryable)
         }
     }
 }

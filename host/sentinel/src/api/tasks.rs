@@ -81,7 +81,7 @@ pub async fn submit(
             "no tasks in the request",
         ));
     }
-    let known = known_task_types(&s).await?;
+    let known = known_task_types(&s, &tasks).await?;
     let mut new = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.into_iter().enumerate() {
         new.push(validate(&s, &tenant, t, &known).map_err(|mut e| {
@@ -168,9 +168,16 @@ fn validate(
     })
 }
 
-/// Task types some plugin serves: here, or on any registered live worker.
-async fn known_task_types(s: &NodeState) -> Result<BTreeSet<String>, ApiError> {
+/// Task types some plugin serves: here, or on any registered live worker. The registry is
+/// read only when a requested type is not served locally, so the usual submit costs no read.
+async fn known_task_types(
+    s: &NodeState,
+    requested: &[SubmitTask],
+) -> Result<BTreeSet<String>, ApiError> {
     let mut known: BTreeSet<String> = s.folder.task_types().into_iter().collect();
+    if requested.iter().all(|t| known.contains(&t.task_type)) {
+        return Ok(known);
+    }
     for w in s.store.list_workers().await? {
         if w.status != sentinel_coord::model::WorkerStatus::Offline {
             known.extend(w.capabilities.supported_task_types);
