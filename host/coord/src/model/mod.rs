@@ -1,6 +1,7 @@
 //! Plain data shared by the store contract, every backend and the managers: locks, workers,
 //! memory entries, tasks. Nothing here does I/O or reads a clock; helpers that need "now" take it.
 
+pub mod limits;
 mod lock;
 mod memory;
 mod task;
