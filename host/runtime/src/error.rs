@@ -49,9 +49,58 @@ pub enum SandboxError {
     /// The sandbox could not be set up (scratch directory, instantiation).
     #[error("sandbox setup failed: {0}")]
     Setup(String),
+    /// The guest passed a per-task bound on what it may make the host hold.
+    #[error("resource limit exceeded: {bound} (limit {limit})")]
+    LimitExceeded {
+        /// The bound's name as in the README and manifest (`scratch-bytes`, `host-handles`, ...).
+        bound: &'static str,
+        /// Its value for this task.
+        limit: u64,
+    },
+    /// The task was cancelled while it ran; the sandbox was stopped.
+    #[error("cancelled while running")]
+    Cancelled,
 }
 
 impl SandboxError {
+    /// The error for an interrupt `reason`.
+    pub fn from_reason(reason: crate::interrupt::Reason) -> SandboxError {
+        match reason {
+            crate::interrupt::Reason::Cancelled => SandboxError::Cancelled,
+            crate::interrupt::Reason::Limit { bound, limit } => SandboxError::LimitExceeded {
+                bound: bound.name(),
+                limit,
+            },
+        }
+    }
+
+    /// This error with every message cut to at most `max` bytes (on a character boundary),
+    /// saying how much was cut: a guest's message is stored and served, so it is bounded.
+    pub fn bounded(self, max: usize) -> SandboxError {
+        let cut = |m: String| {
+            if m.len() <= max {
+                return m;
+            }
+            let mut end = max;
+            while !m.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}… [{} more bytes cut]", &m[..end], m.len() - end)
+        };
+        match self {
+            SandboxError::TaskFailed { message, retryable } => SandboxError::TaskFailed {
+                message: cut(message),
+                retryable,
+            },
+            SandboxError::Trap { message } => SandboxError::Trap {
+                message: cut(message),
+            },
+            SandboxError::InvalidOutput(m) => SandboxError::InvalidOutput(cut(m)),
+            SandboxError::Setup(m) => SandboxError::Setup(cut(m)),
+            other => other,
+        }
+    }
+
     /// Whether running the task again could plausibly succeed.
     ///
     /// Timeouts and traps may be transient (a slow dependency, a flaky guest); a
@@ -65,7 +114,9 @@ impl SandboxError {
             | SandboxError::Setup(_) => true,
             SandboxError::OutOfMemory { .. }
             | SandboxError::OutputTooLarge { .. }
-            | SandboxError::InvalidOutput(_) => false,
+            | SandboxError::InvalidOutput(_)
+            | SandboxError::LimitExceeded { .. }
+            | SandboxError::Cancelled => false,
         }
     }
 
@@ -80,6 +131,8 @@ impl SandboxError {
             SandboxError::OutputTooLarge { .. } => "OUTPUT_TOO_LARGE",
             SandboxError::InvalidOutput(_) => "INVALID_OUTPUT",
             SandboxError::Setup(_) => "SANDBOX_SETUP",
+            SandboxError::LimitExceeded { .. } => "RESOURCE_LIMIT",
+            SandboxError::Cancelled => "CANCELLED",
         }
     }
 }

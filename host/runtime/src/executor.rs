@@ -15,7 +15,9 @@ use crate::error::SandboxError;
 use crate::host::http::OutboundPolicy;
 use crate::log::{CapturedLog, TaskLog};
 use crate::manifest::Manifest;
-use crate::policy::Grant;
+use crate::interrupt::{Bound, Interrupt, Reason};
+use crate::policy::{Grant, Limits, RANDOM_BYTES};
+use crate::scratch::{ScratchDir, measure};
 use crate::runtime::Runtime;
 use crate::sandbox::{new_store, run_limited};
 use crate::services::TaskServices;
@@ -79,25 +81,72 @@ impl ExecutorPlugin {
         task: &Task,
         services: &TaskServices,
     ) -> TaskOutcome {
+        self.run_with(runtime, task, services, &Interrupt::new())
+            .await
+    }
+
+    /// Runs `task` in a fresh sandbox that `interrupt` can stop (cancellation).
+    pub async fn run_with(
+        &self,
+        runtime: &Arc<Runtime>,
+        task: &Task,
+        services: &TaskServices,
+        interrupt: &Interrupt,
+    ) -> TaskOutcome {
         let started = Instant::now();
         let limits = self.grant.limits;
         let log = TaskLog::new(limits.log_bytes as usize);
-        // Held until the end of the run: dropping it removes the scratch directory.
         let scratch = match self.scratch_dir(runtime, &task.id) {
             Ok(dir) => dir,
             Err(e) => return self.outcome(Err(e), &log, started, Duration::ZERO),
         };
-        let wasi = match self.wasi_ctx(&log, scratch.as_ref()) {
-            Ok(ctx) => ctx,
-            Err(e) => return self.outcome(Err(e), &log, started, Duration::ZERO),
+        let result = self
+            .run_in(runtime, task, services, interrupt, &log, scratch.as_ref())
+            .await;
+        let (result, cpu) = match result {
+            Ok((result, cpu)) => (result, cpu),
+            Err(e) => (Err(e), Duration::ZERO),
         };
+        // A quota passed in the last moments before the guest returned still fails the task.
+        let result = match (&result, &scratch) {
+            (Ok(_), Some(dir)) => match scratch_over(dir.path(), &limits).await {
+                Some(reason) => Err(SandboxError::from_reason(reason)),
+                None => result,
+            },
+            _ => result,
+        };
+        if let Some(dir) = scratch {
+            dir.remove().await;
+        }
+        let result = result.map_err(|e| e.bounded(limits.error_bytes as usize));
+        self.outcome(result, &log, started, cpu)
+    }
+
+    async fn run_in(
+        &self,
+        runtime: &Arc<Runtime>,
+        task: &Task,
+        services: &TaskServices,
+        interrupt: &Interrupt,
+        log: &TaskLog,
+        scratch: Option<&ScratchDir>,
+    ) -> Result<(Result<Vec<u8>, SandboxError>, Duration), SandboxError> {
+        let limits = self.grant.limits;
+        let wasi = self.wasi_ctx(log, scratch)?;
+        // Stops the guest when its scratch passes a quota; ends with the run.
+        let _watch = scratch.map(|dir| AbortOnDrop(tokio::spawn(watch_scratch(
+            dir.path().to_path_buf(),
+            limits,
+            interrupt.clone(),
+        ))));
         let mut state = SandboxState::new(
             &self.manifest.name,
             wasi,
             log.clone(),
-            limits.memory_bytes,
+            limits,
             runtime.engine.ticks(limits.cpu),
             OutboundPolicy::new(self.grant.outbound_hosts.clone()),
+            interrupt.clone(),
         );
         if self.grant.memory {
             state.kv = Some(KvAccess {
@@ -129,9 +178,7 @@ impl ExecutorPlugin {
             Err(e) => Err(e),
         };
         let cpu = runtime.engine.tick() * store.data().cpu_ticks as u32;
-        drop(store);
-        drop(scratch);
-        self.outcome(result, &log, started, cpu)
+        Ok((result, cpu))
     }
 
     fn outcome(
@@ -153,36 +200,31 @@ impl ExecutorPlugin {
         &self,
         runtime: &Runtime,
         task_id: &str,
-    ) -> Result<Option<tempfile::TempDir>, SandboxError> {
+    ) -> Result<Option<ScratchDir>, SandboxError> {
         if !self.grant.scratch {
             return Ok(None);
         }
         let root = &runtime.policy.scratch_root;
-        std::fs::create_dir_all(root)
-            .and_then(|_| {
-                let prefix: String = task_id
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                    .take(40)
-                    .collect();
-                tempfile::Builder::new()
-                    .prefix(&format!("{prefix}-"))
-                    .tempdir_in(root)
-            })
-            .map(Some)
-            .map_err(|e| {
-                SandboxError::Setup(format!("scratch directory under {}: {e}", root.display()))
-            })
+        let prefix: String = task_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(40)
+            .collect();
+        ScratchDir::create(root, &prefix).map(Some).map_err(|e| {
+            SandboxError::Setup(format!("scratch directory under {}: {e}", root.display()))
+        })
     }
 
     fn wasi_ctx(
         &self,
         log: &TaskLog,
-        scratch: Option<&tempfile::TempDir>,
+        scratch: Option<&ScratchDir>,
     ) -> Result<wasmtime_wasi::WasiCtx, SandboxError> {
         // A fresh builder grants nothing: no preopens, env, args, stdin, sockets or name lookup.
         let mut b = WasiCtxBuilder::new();
-        b.stdout(log.clone()).stderr(log.clone());
+        b.stdout(log.clone())
+            .stderr(log.clone())
+            .max_random_size(RANDOM_BYTES);
         for (k, v) in &self.grant.env {
             b.env(k, v);
         }
@@ -200,5 +242,54 @@ impl ExecutorPlugin {
                 })?;
         }
         Ok(b.build())
+    }
+}
+
+/// How often a running task's scratch directory is measured. A guest can overshoot its quota
+/// by what it writes in one period before it is stopped; the tree is removed right after.
+const SCRATCH_CHECK: Duration = Duration::from_millis(50);
+
+/// Raises `interrupt` once the scratch directory passes a quota.
+async fn watch_scratch(path: std::path::PathBuf, limits: Limits, interrupt: Interrupt) {
+    loop {
+        tokio::time::sleep(SCRATCH_CHECK).await;
+        if let Some(reason) = scratch_over(&path, &limits).await {
+            interrupt.raise(reason);
+            return;
+        }
+    }
+}
+
+/// Which scratch quota the directory passes, if any (measured on a blocking thread).
+async fn scratch_over(path: &std::path::Path, limits: &Limits) -> Option<Reason> {
+    let (path, max_bytes, max_files) = (
+        path.to_path_buf(),
+        limits.scratch_bytes,
+        limits.scratch_files,
+    );
+    let usage = tokio::task::spawn_blocking(move || measure(&path, max_bytes, max_files))
+        .await
+        .ok()?;
+    if usage.bytes > max_bytes {
+        Some(Reason::Limit {
+            bound: Bound::ScratchBytes,
+            limit: max_bytes,
+        })
+    } else if usage.entries > max_files || usage.unmeasurable {
+        Some(Reason::Limit {
+            bound: Bound::ScratchFiles,
+            limit: max_files,
+        })
+    } else {
+        None
+    }
+}
+
+/// Aborts a background task when the run that needs it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

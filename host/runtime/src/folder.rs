@@ -219,8 +219,12 @@ impl PluginFolder {
         old: Option<&Entry>,
     ) -> Result<Entry, String> {
         let manifest_text =
-            std::fs::read_to_string(manifest_path).map_err(|e| format!("reading manifest: {e}"))?;
-        let wasm = std::fs::read(manifest_path.with_extension("wasm"))
+            crate::manifest::read_manifest_text(manifest_path)
+                .map_err(|e| format!("reading manifest: {e}"))?;
+        let wasm = crate::manifest::read_bounded(
+            &manifest_path.with_extension("wasm"),
+            crate::manifest::MAX_WASM_BYTES,
+        )
             .map_err(|e| format!("reading {name}.wasm: {e}"))?;
         if let Some(old) = old {
             if old.manifest_text == manifest_text

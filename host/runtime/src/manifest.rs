@@ -93,11 +93,23 @@ pub struct RequestedLimits {
     pub output_kb: Option<u64>,
     /// Captured log (stdout, stderr, wasi:logging), KiB; the rest is dropped.
     pub log_kb: Option<u64>,
+    /// Scratch directory size, MiB.
+    pub scratch_mb: Option<u64>,
+    /// Files and directories in the scratch directory.
+    pub scratch_files: Option<u64>,
+    /// Host-side handles (files, streams, HTTP objects) open at once.
+    pub host_handles: Option<u64>,
 }
 
 impl Manifest {
     /// Parses and validates a manifest; `file_stem` is the name the file is stored under.
     pub fn parse(text: &str, file_stem: &str) -> Result<Manifest, String> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "manifest is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
+                text.len()
+            ));
+        }
         let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
         manifest.validate(file_stem)?;
         Ok(manifest)
@@ -167,15 +179,58 @@ impl Manifest {
                 ));
             }
         }
+        self.validate_sizes()?;
         let l = &self.limits;
         for (key, value) in [
             ("limits.memory-mb", l.memory_mb),
             ("limits.cpu-ms", l.cpu_ms),
             ("limits.timeout-ms", l.timeout_ms),
             ("limits.output-kb", l.output_kb),
+            ("limits.log-kb", l.log_kb),
+            ("limits.scratch-mb", l.scratch_mb),
+            ("limits.scratch-files", l.scratch_files),
+            ("limits.host-handles", l.host_handles),
         ] {
             if value == Some(0) {
                 return Err(format!("key `{key}`: must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bounds on the manifest's free-form parts: a manifest is read into every host's memory
+    /// and shown by the API, so none of it may be unbounded.
+    fn validate_sizes(&self) -> Result<(), String> {
+        let too_long = |key: &str, max: usize| format!("key `{key}`: longer than {max} bytes");
+        if self.version.is_empty() || self.version.len() > MAX_SHORT_TEXT {
+            return Err(format!("key `version`: 1-{MAX_SHORT_TEXT} bytes"));
+        }
+        if self.description.len() > MAX_DESCRIPTION {
+            return Err(too_long("description", MAX_DESCRIPTION));
+        }
+        let c = &self.capabilities;
+        for (key, n) in [
+            ("task-types", self.task_types.len()),
+            ("capabilities.read-dirs", c.read_dirs.len()),
+            ("capabilities.env", c.env.len()),
+            ("capabilities.outbound-hosts", c.outbound_hosts.len()),
+            ("config", self.config.len()),
+        ] {
+            if n > MAX_LIST_ENTRIES {
+                return Err(format!("key `{key}`: more than {MAX_LIST_ENTRIES} entries"));
+            }
+        }
+        for v in c.env.iter().chain(&c.outbound_hosts) {
+            if v.len() > MAX_SHORT_TEXT * 4 {
+                return Err(format!("value {v:?}: longer than {} bytes", MAX_SHORT_TEXT * 4));
+            }
+        }
+        for (k, v) in &self.config {
+            if k.is_empty() || k.len() > MAX_SHORT_TEXT * 4 {
+                return Err(format!("key `config.{k}`: names are 1-{} bytes", MAX_SHORT_TEXT * 4));
+            }
+            if v.len() > MAX_CONFIG_VALUE {
+                return Err(too_long(&format!("config.{k}"), MAX_CONFIG_VALUE));
             }
         }
         Ok(())
@@ -190,6 +245,42 @@ impl Manifest {
         }
     }
 }
+
+/// Largest `.wasm` file a host reads.
+pub const MAX_WASM_BYTES: u64 = 256 << 20;
+
+/// Reads at most `max` bytes of `path`; a larger file is an error, not a truncation.
+pub fn read_bounded(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "{} is larger than {max} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads a manifest file, bounded by [`MAX_MANIFEST_BYTES`].
+pub fn read_manifest_text(path: &std::path::Path) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path, MAX_MANIFEST_BYTES as u64)?)
+        .map_err(|_| std::io::Error::other(format!("{} is not UTF-8", path.display())))
+}
+
+/// Largest manifest file.
+pub const MAX_MANIFEST_BYTES: usize = 256 << 10;
+/// Longest version string (and a quarter of the longest env name, host or config key).
+const MAX_SHORT_TEXT: usize = 64;
+/// Longest description.
+const MAX_DESCRIPTION: usize = 4096;
+/// Most entries in any list or table of a manifest.
+const MAX_LIST_ENTRIES: usize = 256;
+/// Longest configuration value.
+const MAX_CONFIG_VALUE: usize = 64 << 10;
 
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
 
-/// Resource limits of one sandbox.
+/// Resource limits of one sandbox. Every resource a guest can make the host hold is here,
+/// so each has a documented default and ceiling (README, "Limits").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Limits {
     /// Linear memory, bytes (all memories of the instance together).
     pub memory_bytes: u64,
@@ -28,6 +29,59 @@ pub struct Limits {
     pub output_bytes: u64,
     /// Captured log, bytes.
     pub log_bytes: u64,
+    /// Error message kept from a failed task, bytes; longer messages are cut (and say so).
+    #[serde(default = "defaults::error_bytes")]
+    pub error_bytes: u64,
+    /// Host-side handles open at once: files and directories (each a host descriptor),
+    /// streams, HTTP fields/requests/bodies, buckets. Each holds at most
+    /// [`MAX_BYTES_PER_HANDLE`] of host memory, so this also bounds host memory per task.
+    #[serde(default = "defaults::host_handles")]
+    pub host_handles: u64,
+    /// Bytes in the scratch directory (logical file sizes).
+    #[serde(default = "defaults::scratch_bytes")]
+    pub scratch_bytes: u64,
+    /// Files and directories in the scratch directory.
+    #[serde(default = "defaults::scratch_files")]
+    pub scratch_files: u64,
+    /// Shared-memory writes (set) by one task.
+    #[serde(default = "defaults::memory_writes")]
+    pub memory_writes: u64,
+    /// Shared-memory bytes written by one task (keys and values).
+    #[serde(default = "defaults::memory_write_bytes")]
+    pub memory_write_bytes: u64,
+}
+
+/// The most host memory one handle can hold: an HTTP field map is capped at
+/// [`HTTP_FIELDS_BYTES`], an unsent outgoing body buffers at most two chunks of
+/// [`HTTP_BODY_CHUNK_BYTES`]; file, directory and bucket handles hold well under 1 KiB.
+pub const MAX_BYTES_PER_HANDLE: u64 = 2 * HTTP_BODY_CHUNK_BYTES as u64;
+/// Largest HTTP header/trailer map a guest may build.
+pub const HTTP_FIELDS_BYTES: usize = 16 << 10;
+/// Chunk of an outgoing HTTP body the host buffers before the guest must wait.
+pub const HTTP_BODY_CHUNK_BYTES: usize = 64 << 10;
+/// Largest `get-random-bytes` answer (the host allocates it before copying it in).
+pub const RANDOM_BYTES: u64 = 1 << 20;
+
+mod defaults {
+    use super::Limits;
+    pub fn error_bytes() -> u64 {
+        Limits::EXECUTOR_DEFAULT.error_bytes
+    }
+    pub fn host_handles() -> u64 {
+        Limits::EXECUTOR_DEFAULT.host_handles
+    }
+    pub fn scratch_bytes() -> u64 {
+        Limits::EXECUTOR_DEFAULT.scratch_bytes
+    }
+    pub fn scratch_files() -> u64 {
+        Limits::EXECUTOR_DEFAULT.scratch_files
+    }
+    pub fn memory_writes() -> u64 {
+        Limits::EXECUTOR_DEFAULT.memory_writes
+    }
+    pub fn memory_write_bytes() -> u64 {
+        Limits::EXECUTOR_DEFAULT.memory_write_bytes
+    }
 }
 
 impl Limits {
@@ -38,6 +92,12 @@ impl Limits {
         timeout: Duration::from_secs(60),
         output_bytes: 1 << 20,
         log_bytes: 256 << 10,
+        error_bytes: 16 << 10,
+        host_handles: 128,
+        scratch_bytes: 64 << 20,
+        scratch_files: 4096,
+        memory_writes: 1000,
+        memory_write_bytes: 16 << 20,
     };
 
     /// The largest values a plugin may ask for unless the operator raises them.
@@ -47,6 +107,12 @@ impl Limits {
         timeout: Duration::from_secs(3600),
         output_bytes: 16 << 20,
         log_bytes: 4 << 20,
+        error_bytes: 256 << 10,
+        host_handles: 1024,
+        scratch_bytes: 4 << 30,
+        scratch_files: 100_000,
+        memory_writes: 100_000,
+        memory_write_bytes: 256 << 20,
     };
 
     /// Limits of one strategy call: strategies answer quickly or not at all.
@@ -56,6 +122,12 @@ impl Limits {
         timeout: Duration::from_millis(500),
         output_bytes: 0,
         log_bytes: 16 << 10,
+        error_bytes: 4 << 10,
+        host_handles: 32,
+        scratch_bytes: 0,
+        scratch_files: 0,
+        memory_writes: 0,
+        memory_write_bytes: 0,
     };
 
     fn min(self, other: Limits) -> Limits {
@@ -65,7 +137,18 @@ impl Limits {
             timeout: self.timeout.min(other.timeout),
             output_bytes: self.output_bytes.min(other.output_bytes),
             log_bytes: self.log_bytes.min(other.log_bytes),
+            error_bytes: self.error_bytes.min(other.error_bytes),
+            host_handles: self.host_handles.min(other.host_handles),
+            scratch_bytes: self.scratch_bytes.min(other.scratch_bytes),
+            scratch_files: self.scratch_files.min(other.scratch_files),
+            memory_writes: self.memory_writes.min(other.memory_writes),
+            memory_write_bytes: self.memory_write_bytes.min(other.memory_write_bytes),
         }
+    }
+
+    /// The most host memory a task can make the host hold through its handles.
+    pub fn host_handle_bytes(&self) -> u64 {
+        self.host_handles.saturating_mul(MAX_BYTES_PER_HANDLE)
     }
 }
 
@@ -151,15 +234,25 @@ impl Grant {
         let asked = Limits {
             memory_bytes: requested
                 .memory_mb
-                .map_or(defaults.memory_bytes, |mb| mb << 20),
+                .map_or(defaults.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
             cpu: requested.cpu_ms.map_or(defaults.cpu, Duration::from_millis),
             timeout: requested
                 .timeout_ms
                 .map_or(defaults.timeout, Duration::from_millis),
             output_bytes: requested
                 .output_kb
-                .map_or(defaults.output_bytes, |kb| kb << 10),
-            log_bytes: requested.log_kb.map_or(defaults.log_bytes, |kb| kb << 10),
+                .map_or(defaults.output_bytes, |kb| kb.saturating_mul(1 << 10)),
+            log_bytes: requested
+                .log_kb
+                .map_or(defaults.log_bytes, |kb| kb.saturating_mul(1 << 10)),
+            error_bytes: defaults.error_bytes,
+            host_handles: requested.host_handles.unwrap_or(defaults.host_handles),
+            scratch_bytes: requested
+                .scratch_mb
+                .map_or(defaults.scratch_bytes, |mb| mb.saturating_mul(1 << 20)),
+            scratch_files: requested.scratch_files.unwrap_or(defaults.scratch_files),
+            memory_writes: defaults.memory_writes,
+            memory_write_bytes: defaults.memory_write_bytes,
         };
         let any_host = policy.outbound_hosts.iter().any(|h| h == "*");
         Grant {

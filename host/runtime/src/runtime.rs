@@ -114,12 +114,16 @@ impl Runtime {
             name: name.clone(),
             source,
         };
-        let text = std::fs::read_to_string(manifest_path).map_err(io)?;
+        let text = crate::manifest::read_manifest_text(manifest_path).map_err(io)?;
         let manifest = Manifest::parse(&text, &name).map_err(|reason| PluginError::Manifest {
             name: name.clone(),
             reason,
         })?;
-        let bytes = std::fs::read(manifest_path.with_extension("wasm")).map_err(io)?;
+        let bytes = crate::manifest::read_bounded(
+            &manifest_path.with_extension("wasm"),
+            crate::manifest::MAX_WASM_BYTES,
+        )
+        .map_err(io)?;
         self.load(manifest, &bytes)
     }
 

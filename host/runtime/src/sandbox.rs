@@ -23,6 +23,9 @@ pub(crate) fn new_store(engine: &SandboxEngine, state: SandboxState) -> Store<Sa
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
         let state = ctx.data_mut();
+        if let Some(reason) = state.interrupt.reason() {
+            return Err(wasmtime::Error::msg(format!("sandbox stopped: {reason:?}")));
+        }
         state.cpu_ticks += 1;
         if state.cpu_ticks > state.cpu_budget_ticks {
             state.cpu_exceeded = true;
@@ -39,7 +42,15 @@ pub(crate) async fn run_limited<T>(
     limits: &Limits,
     call: impl AsyncFnOnce(&mut Store<SandboxState>) -> wasmtime::Result<T>,
 ) -> Result<T, SandboxError> {
-    match tokio::time::timeout(limits.timeout, call(store)).await {
+    let interrupt = store.data().interrupt.clone();
+    // A guest waiting in a host call never reaches an epoch check: dropping the call's
+    // future is what stops it then.
+    let outcome = tokio::select! {
+        biased;
+        reason = interrupt.raised() => return Err(SandboxError::from_reason(reason)),
+        outcome = tokio::time::timeout(limits.timeout, call(store)) => outcome,
+    };
+    match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(classify(err, store.data(), limits)),
         Err(_) => Err(SandboxError::Timeout(limits.timeout)),
@@ -52,6 +63,15 @@ pub(crate) fn classify(
     state: &SandboxState,
     limits: &Limits,
 ) -> SandboxError {
+    if let Some(reason) = state.interrupt.reason() {
+        return SandboxError::from_reason(reason);
+    }
+    if is_table_full(&err) {
+        return SandboxError::LimitExceeded {
+            bound: crate::interrupt::Bound::HostHandles.name(),
+            limit: state.limits.host_handles,
+        };
+    }
     if state.cpu_exceeded {
         return SandboxError::CpuLimit(limits.cpu);
     }
@@ -72,6 +92,16 @@ pub(crate) fn classify(
         message = format!("{message}: {panic}");
     }
     SandboxError::Trap { message }
+}
+
+/// Whether the host refused a new handle because the task's table is full.
+fn is_table_full(err: &wasmtime::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        ) || cause.to_string().contains("resource table has no free keys")
+    })
 }
 
 fn panic_message(log: &str) -> Option<String> {

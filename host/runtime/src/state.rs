@@ -13,7 +13,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::host::http::OutboundPolicy;
+use crate::interrupt::Interrupt;
 use crate::log::TaskLog;
+use crate::policy::{HTTP_FIELDS_BYTES, Limits};
 use crate::services::{KvBackend, ProgressSink};
 use std::sync::Arc;
 
@@ -99,6 +101,12 @@ pub struct SandboxState {
     pub(crate) progress: Option<(Arc<dyn ProgressSink>, String)>,
     pub(crate) config: BTreeMap<String, String>,
     pub(crate) plugin: String,
+    /// Raised to stop the sandbox (cancel, a bound passed); checked on every epoch tick.
+    pub(crate) interrupt: Interrupt,
+    pub(crate) limits: Limits,
+    /// Shared-memory writes and bytes so far, against `limits.memory_writes`/`_bytes`.
+    pub(crate) kv_writes: u64,
+    pub(crate) kv_bytes: u64,
 }
 
 impl SandboxState {
@@ -107,16 +115,23 @@ impl SandboxState {
         plugin: &str,
         wasi: WasiCtx,
         log: TaskLog,
-        memory_limit: u64,
+        limits: Limits,
         cpu_budget_ticks: u64,
         outbound: OutboundPolicy,
+        interrupt: Interrupt,
     ) -> SandboxState {
+        // Every host-side object a guest creates lives in this table: capping its size caps
+        // the descriptors and host memory the guest can make the host hold.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(usize::try_from(limits.host_handles).unwrap_or(usize::MAX));
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(HTTP_FIELDS_BYTES);
         SandboxState {
             wasi,
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+            table,
+            http,
             outbound,
-            memory: MemoryLimiter::new(memory_limit),
+            memory: MemoryLimiter::new(limits.memory_bytes),
             log,
             cpu_ticks: 0,
             cpu_budget_ticks,
@@ -125,6 +140,10 @@ impl SandboxState {
             progress: None,
             config: BTreeMap::new(),
             plugin: plugin.to_string(),
+            interrupt,
+            limits,
+            kv_writes: 0,
+            kv_bytes: 0,
         }
     }
 }

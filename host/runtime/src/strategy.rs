@@ -5,6 +5,7 @@
 //! `InvalidOutput` error; the caller falls back to a built-in strategy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -14,6 +15,7 @@ use crate::error::SandboxError;
 use crate::host::http::OutboundPolicy;
 use crate::log::TaskLog;
 use crate::manifest::Manifest;
+use crate::interrupt::Interrupt;
 use crate::policy::Limits;
 use crate::runtime::Runtime;
 use crate::sandbox::{new_store, run_limited};
@@ -93,17 +95,15 @@ impl StrategyPlugin {
     ) -> Result<T, SandboxError> {
         let limits = Limits::STRATEGY;
         let log = TaskLog::new(limits.log_bytes as usize);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(log.clone())
-            .stderr(log.clone())
-            .build();
+        let wasi = deterministic_wasi(&log);
         let state = SandboxState::new(
             &self.manifest.name,
             wasi,
             log.clone(),
-            limits.memory_bytes,
+            limits,
             runtime.engine.ticks(limits.cpu),
             OutboundPolicy::default(),
+            Interrupt::new(),
         );
         let mut store = new_store(&runtime.engine, state);
         let pre = &self.pre;
@@ -113,6 +113,47 @@ impl StrategyPlugin {
             tracing::debug!(strategy = %self.manifest.name, log = %captured.text, "strategy log");
         }
         result
+    }
+}
+
+/// A WASI context whose clocks stand still and whose randomness is a fixed seeded stream:
+/// a strategy's answer depends only on the snapshot it is given, so the same snapshot always
+/// gives the same answer (and a strategy cannot time or fingerprint the host).
+fn deterministic_wasi(log: &TaskLog) -> wasmtime_wasi::WasiCtx {
+    use rand_wasi::SeedableRng;
+    WasiCtxBuilder::new()
+        .stdout(log.clone())
+        .stderr(log.clone())
+        .wall_clock(FixedClock)
+        .monotonic_clock(FixedClock)
+        .secure_random(rand_wasi::rngs::StdRng::seed_from_u64(STRATEGY_SEED))
+        .insecure_random(rand_wasi::rngs::StdRng::seed_from_u64(STRATEGY_SEED))
+        .insecure_random_seed(u128::from(STRATEGY_SEED))
+        .max_random_size(crate::policy::RANDOM_BYTES)
+        .build()
+}
+
+/// The seed of every strategy call's randomness.
+const STRATEGY_SEED: u64 = 0x5e47_1e1_5eed;
+
+/// A clock fixed at the Unix epoch (wall) and zero (monotonic).
+struct FixedClock;
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
     }
 }
 

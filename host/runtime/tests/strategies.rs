@@ -120,3 +120,19 @@ async fn an_executor_is_not_accepted_as_a_strategy() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_strategy_sees_standing_clocks_and_seeded_randomness_so_its_answer_is_reproducible() {
+    let rt = runtime(HostPolicy::default());
+    let s = strategy(&rt, hostile_dir(), "bad-strategy");
+    let workers: Vec<WorkerView> = (0..1000)
+        .map(|i| worker(&format!("w{i}"), 10, 5, 0.9, 100.0))
+        .collect();
+    let task = task("clock", json!({}));
+    let first = s.select_worker(&rt, &task, &workers).await.unwrap();
+    assert!(first.is_some());
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        assert_eq!(s.select_worker(&rt, &task, &workers).await.unwrap(), first);
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod bridges;
+pub mod cancels;
 pub mod cli;
 pub mod client;
 pub mod config;

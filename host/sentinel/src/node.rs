@@ -22,6 +22,7 @@ use sentinel_postgres::PgStore;
 use sentinel_runtime::{PluginFolder, Runtime, RuntimeConfig, TaskServices};
 
 use crate::bridges::{StoreKv, WasmStrategy};
+use crate::cancels::CancelBoard;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::worker::{ProgressBoard, Worker, WorkerContext};
@@ -37,6 +38,8 @@ pub struct NodeState {
     pub balancer: LoadBalancer,
     pub metrics: Arc<Metrics>,
     pub progress: Arc<ProgressBoard>,
+    /// Tasks running here, for cancellation.
+    pub cancels: Arc<CancelBoard>,
     pub started: Instant,
     pub active: Arc<std::sync::atomic::AtomicU32>,
 }
@@ -51,6 +54,7 @@ pub struct Node {
     server: tokio::task::JoinHandle<()>,
     server_stop: tokio::sync::oneshot::Sender<()>,
     _watch: sentinel_runtime::folder::FolderWatch,
+    _cancel_notices: sentinel_coord::memory::WatchHandle,
 }
 
 /// Opens the store a URL names.
@@ -91,6 +95,7 @@ pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 impl Node {
     /// Starts every part of the host and begins serving.
     pub async fn start(settings: Settings) -> anyhow::Result<Node> {
+        ensure_descriptors(&settings);
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
         let store = open_store(&settings.store_url)?;
@@ -149,6 +154,11 @@ impl Node {
             .context("registering this worker")?;
 
         let progress = Arc::new(ProgressBoard::default());
+        let cancels = Arc::new(CancelBoard::default());
+        let cancel_notices = cancels
+            .follow(store.clone(), &settings.worker_id)
+            .await
+            .context("following cancellation notices")?;
         let services = TaskServices {
             kv: Arc::new(StoreKv {
                 store: store.clone(),
@@ -162,6 +172,7 @@ impl Node {
             folder: folder.clone(),
             services,
             progress: progress.clone(),
+            cancels: cancels.clone(),
             metrics: metrics.clone(),
             max_tasks: settings.max_tasks,
             task_types: settings.task_types.clone(),
@@ -214,6 +225,7 @@ impl Node {
             balancer,
             metrics,
             progress,
+            cancels,
             started: Instant::now(),
             active,
         });
@@ -248,6 +260,7 @@ impl Node {
             server,
             server_stop,
             _watch: watch,
+            _cancel_notices: cancel_notices,
         })
     }
 
@@ -316,4 +329,44 @@ pub fn resident_memory_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// Raises the process's descriptor limit to its hard maximum and warns when the slots'
+/// worst case (every task holding all its host handles as open files) could exhaust it:
+/// the API must always have descriptors left to accept connections.
+fn ensure_descriptors(settings: &Settings) {
+    /// Descriptors kept for the HTTP server, the store and the plugin folder.
+    const RESERVE: u64 = 1024;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    let available = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur as u64
+    };
+    let worst = u64::from(settings.max_tasks)
+        .saturating_mul(settings.policy.max_limits.host_handles)
+        .saturating_add(RESERVE);
+    if worst > available {
+        tracing::warn!(
+            descriptors = available,
+            needed = worst,
+            max_tasks = settings.max_tasks,
+            host_handles = settings.policy.max_limits.host_handles,
+            "the descriptor limit is below max_tasks x host-handles + {RESERVE}: raise `ulimit -n` or lower the limits"
+        );
+    }
 }

@@ -17,6 +17,7 @@ use sentinel_coord::model::{ClaimRequest, Completion, Failure, RetryPolicy, Sett
 use sentinel_runtime::{PluginFolder, ProgressSink, SandboxError, TaskServices};
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::cancels::CancelBoard;
 use crate::metrics::Metrics;
 
 /// Most results written in one store transaction.
@@ -62,6 +63,8 @@ pub struct WorkerContext {
     pub folder: Arc<PluginFolder>,
     pub services: TaskServices,
     pub progress: Arc<ProgressBoard>,
+    /// Tasks running here, so a cancellation can stop their sandboxes.
+    pub cancels: Arc<CancelBoard>,
     pub metrics: Arc<Metrics>,
     pub max_tasks: u32,
     /// `None`: whatever the plugin folder serves at the moment of each claim.
@@ -84,6 +87,8 @@ pub struct Worker {
 enum Settle {
     Done(Completion),
     Failed(Failure),
+    /// Nothing to write: the task was cancelled while it ran (the store already says so).
+    Nothing,
 }
 
 impl Worker {
@@ -202,8 +207,10 @@ async fn claim_loop(
             ctx.metrics.tasks_running_here.inc();
             let (ctx, active, settle) = (ctx.clone(), active.clone(), settle.clone());
             tokio::spawn(async move {
-                let task_id = task.id.clone();
-                let result = run_task(&ctx, task).await;
+                let (task_id, tenant) = (task.id.clone(), task.tenant.clone());
+                let interrupt = ctx.cancels.start(&tenant, &task_id);
+                let result = run_task(&ctx, task, &interrupt).await;
+                ctx.cancels.finish(&tenant, &task_id);
                 let _ = settle.send(result);
                 ctx.progress.remove(&task_id);
                 active.fetch_sub(1, Ordering::Relaxed);
@@ -228,7 +235,11 @@ async fn wait_for_work(
 }
 
 /// Runs one claimed task; takes it by value so its payload moves into the sandbox uncopied.
-async fn run_task(ctx: &WorkerContext, task: Task) -> Settle {
+async fn run_task(
+    ctx: &WorkerContext,
+    task: Task,
+    interrupt: &sentinel_runtime::Interrupt,
+) -> Settle {
     let started = Instant::now();
     let (fence, timeout_ms) = (task.fence, task.timeout_ms);
     let failure = |task_id: &str, error: String, retryable: bool| {
@@ -269,7 +280,7 @@ async fn run_task(ctx: &WorkerContext, task: Task) -> Settle {
     let timeout = Duration::from_millis(timeout_ms.max(1));
     let outcome = tokio::time::timeout(
         timeout,
-        plugin.run(ctx.folder.runtime(), &wit_task, &ctx.services),
+        plugin.run_with(ctx.folder.runtime(), &wit_task, &ctx.services, interrupt),
     )
     .await;
     ctx.metrics
@@ -308,6 +319,13 @@ async fn run_task(ctx: &WorkerContext, task: Task) -> Settle {
             fence,
             output,
         }),
+        Err(SandboxError::Cancelled) => {
+            ctx.metrics
+                .sandbox_errors
+                .with_label_values(&["CANCELLED"])
+                .inc();
+            Settle::Nothing
+        }
         Err(e) => {
             ctx.metrics
                 .sandbox_errors
@@ -332,6 +350,7 @@ async fn settle_loop(ctx: Arc<WorkerContext>, mut rx: mpsc::UnboundedReceiver<Se
             match item {
                 Settle::Done(c) => done.push(c),
                 Settle::Failed(f) => failed.push(f),
+                Settle::Nothing => {}
             }
             if done.len() + failed.len() >= SETTLE_BATCH {
                 break;

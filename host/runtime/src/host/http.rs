@@ -39,6 +39,16 @@ type SendResult = Result<
 >;
 
 impl WasiHttpHooks for OutboundPolicy {
+    // An outgoing body buffers at most two chunks in the host (one in the channel, one being
+    // written) until it is sent; a guest that never sends it holds no more than that.
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        crate::policy::HTTP_BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

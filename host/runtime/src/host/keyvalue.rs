@@ -7,6 +7,7 @@
 use wasmtime::component::Resource;
 
 use crate::bindings::executor::wasi::keyvalue::store::{Error, Host, HostBucket, KeyResponse};
+use crate::interrupt::{Bound, Reason};
 use crate::services::KvError;
 use crate::state::{KvAccess, SandboxState};
 
@@ -50,6 +51,29 @@ impl SandboxState {
             .as_ref()
             .map(|kv| (name, kv))
             .ok_or(Error::AccessDenied))
+    }
+}
+
+impl SandboxState {
+    /// Counts one write against the task's shared-memory bounds; passing one stops the task.
+    fn count_kv_write(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.kv_writes += 1;
+        self.kv_bytes = self.kv_bytes.saturating_add(bytes as u64);
+        let over = if self.kv_writes > self.limits.memory_writes {
+            Some((Bound::MemoryWrites, self.limits.memory_writes))
+        } else if self.kv_bytes > self.limits.memory_write_bytes {
+            Some((Bound::MemoryBytes, self.limits.memory_write_bytes))
+        } else {
+            None
+        };
+        if let Some((bound, limit)) = over {
+            self.interrupt.raise(Reason::Limit { bound, limit });
+            return Err(wasmtime::Error::msg(format!(
+                "{} limit of {limit} exceeded",
+                bound.name()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -100,6 +124,7 @@ impl HostBucket for SandboxState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
+        self.count_kv_write(key.len() + value.len())?;
         let (name, kv) = access!(self, bucket);
         if key.len() > MAX_KEY || key.is_empty() {
             return Ok(Err(Error::Other(format!("keys are 1-{MAX_KEY} bytes"))));

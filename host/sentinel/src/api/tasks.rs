@@ -348,6 +348,7 @@ pub async fn cancel(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = tenant(&s, &headers)?;
     if s.store.cancel(&tenant, &id).await? {
+        s.cancels.cancelled(&tenant, &id).await;
         return Ok(Json(serde_json::json!({ "id": id, "status": "cancelled" })));
     }
     Err(refusal(&s, &tenant, &id, "NOT_CANCELLABLE", "already").await)

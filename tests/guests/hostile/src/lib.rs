@@ -22,6 +22,9 @@
 //! | `log-flood` | `"lines": N` (default 10 000) | logs N lines of 1 KiB, then `Ok({"logged": N})` |
 //! | `ok` | | `Ok({"ok": true})` |
 //!
+//! Attacks on the host's resources (descriptor floods, deep trees, huge errors, ...) are in
+//! `hoard.rs`, with their own table.
+//!
 //! Unknown attacks and payloads without `attack` are non-retryable errors.
 //!
 //! The HTTP attack uses the `wasip2` crate's `wasi:http` bindings (`wasip2::http`), so
@@ -34,6 +37,8 @@ use serde_json::{Value, json};
 
 use sentinel_sdk::{Executor, Output, Task, TaskError};
 
+mod hoard;
+
 /// The `hostile` executor.
 pub struct Hostile;
 
@@ -45,6 +50,9 @@ impl Executor for Hostile {
             .and_then(Value::as_str)
             .ok_or_else(|| TaskError::fatal("invalid payload: `attack` (a string) is required"))?;
         let str_field = |name: &str| payload.get(name).and_then(Value::as_str);
+        if let Some(result) = hoard::run(attack, &payload) {
+            return result;
+        }
         match attack {
             "loop" => spin(),
             "memory-bomb" => memory_bomb(),
