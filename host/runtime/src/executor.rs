@@ -13,13 +13,13 @@ use crate::bindings::Task;
 use crate::bindings::executor::ExecutorPre;
 use crate::error::SandboxError;
 use crate::host::http::OutboundPolicy;
+use crate::interrupt::{Bound, Interrupt, Reason};
 use crate::log::{CapturedLog, TaskLog};
 use crate::manifest::Manifest;
-use crate::interrupt::{Bound, Interrupt, Reason};
 use crate::policy::{Grant, Limits, RANDOM_BYTES};
-use crate::scratch::{ScratchDir, measure};
 use crate::runtime::Runtime;
 use crate::sandbox::{new_store, run_limited};
+use crate::scratch::{ScratchDir, measure};
 use crate::services::TaskServices;
 use crate::state::{KvAccess, SandboxState};
 
@@ -134,11 +134,13 @@ impl ExecutorPlugin {
         let limits = self.grant.limits;
         let wasi = self.wasi_ctx(log, scratch)?;
         // Stops the guest when its scratch passes a quota; ends with the run.
-        let _watch = scratch.map(|dir| AbortOnDrop(tokio::spawn(watch_scratch(
-            dir.path().to_path_buf(),
-            limits,
-            interrupt.clone(),
-        ))));
+        let _watch = scratch.map(|dir| {
+            AbortOnDrop(tokio::spawn(watch_scratch(
+                dir.path().to_path_buf(),
+                limits,
+                interrupt.clone(),
+            )))
+        });
         let mut state = SandboxState::new(
             &self.manifest.name,
             wasi,

@@ -218,14 +218,13 @@ impl PluginFolder {
         manifest_path: &Path,
         old: Option<&Entry>,
     ) -> Result<Entry, String> {
-        let manifest_text =
-            crate::manifest::read_manifest_text(manifest_path)
-                .map_err(|e| format!("reading manifest: {e}"))?;
+        let manifest_text = crate::manifest::read_manifest_text(manifest_path)
+            .map_err(|e| format!("reading manifest: {e}"))?;
         let wasm = crate::manifest::read_bounded(
             &manifest_path.with_extension("wasm"),
             crate::manifest::MAX_WASM_BYTES,
         )
-            .map_err(|e| format!("reading {name}.wasm: {e}"))?;
+        .map_err(|e| format!("reading {name}.wasm: {e}"))?;
         if let Some(old) = old {
             if old.manifest_text == manifest_text
                 && old.plugin.sha256() == hex::encode(Sha256::digest(&wasm))

@@ -43,8 +43,13 @@ impl Bound {
 pub enum Reason {
     /// The task was cancelled.
     Cancelled,
-    /// The guest passed `bound`, whose value is `limit`.
-    Limit { bound: Bound, limit: u64 },
+    /// The guest passed a bound.
+    Limit {
+        /// Which bound.
+        bound: Bound,
+        /// Its value for this task.
+        limit: u64,
+    },
 }
 
 /// A handle that stops one sandbox; cheap to clone.

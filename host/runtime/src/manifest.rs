@@ -222,12 +222,18 @@ impl Manifest {
         }
         for v in c.env.iter().chain(&c.outbound_hosts) {
             if v.len() > MAX_SHORT_TEXT * 4 {
-                return Err(format!("value {v:?}: longer than {} bytes", MAX_SHORT_TEXT * 4));
+                return Err(format!(
+                    "value {v:?}: longer than {} bytes",
+                    MAX_SHORT_TEXT * 4
+                ));
             }
         }
         for (k, v) in &self.config {
             if k.is_empty() || k.len() > MAX_SHORT_TEXT * 4 {
-                return Err(format!("key `config.{k}`: names are 1-{} bytes", MAX_SHORT_TEXT * 4));
+                return Err(format!(
+                    "key `config.{k}`: names are 1-{} bytes",
+                    MAX_SHORT_TEXT * 4
+                ));
             }
             if v.len() > MAX_CONFIG_VALUE {
                 return Err(too_long(&format!("config.{k}"), MAX_CONFIG_VALUE));
@@ -349,5 +355,95 @@ memory-mb = 16
                 .unwrap_err()
                 .contains("cpu-ms")
         );
+    }
+}
+
+/// The manifest parser against arbitrary input: it never panics, and whatever it accepts
+/// respects every bound it promises.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check_accepted(m: &Manifest) {
+        assert!(m.version.len() <= MAX_SHORT_TEXT && m.description.len() <= MAX_DESCRIPTION);
+        assert!(m.task_types.len() <= MAX_LIST_ENTRIES && m.config.len() <= MAX_LIST_ENTRIES);
+        for v in [m.limits.memory_mb, m.limits.cpu_ms, m.limits.scratch_files] {
+            assert_ne!(v, Some(0));
+        }
+    }
+
+    /// Lines a manifest could plausibly contain, including extreme and ill-typed values.
+    fn line() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "name",
+            "version",
+            "kind",
+            "task-types",
+            "description",
+            "sha256",
+            "memory-mb",
+            "cpu-ms",
+            "timeout-ms",
+            "output-kb",
+            "log-kb",
+            "scratch-mb",
+            "scratch-files",
+            "host-handles",
+            "scratch",
+            "memory",
+            "env",
+            "read-dirs",
+            "outbound-hosts",
+            "x",
+        ]);
+        let value = prop_oneof![
+            Just("\"p\"".to_string()),
+            Just("\"executor\"".to_string()),
+            Just("\"strategy\"".to_string()),
+            Just("true".to_string()),
+            Just("0".to_string()),
+            Just("-1".to_string()),
+            Just("18446744073709551615".to_string()),
+            Just("9223372036854775807".to_string()),
+            Just("[\"a\", \"b\"]".to_string()),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+            "\"[ -~]{0,80}\"".prop_map(|s| s),
+            any::<i64>().prop_map(|n| n.to_string()),
+        ];
+        let header = prop::sample::select(vec![
+            "[limits]",
+            "[capabilities]",
+            "[config]",
+            "[[x]]",
+            "[limits.x]",
+        ]);
+        prop_oneof![
+            (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+            header.prop_map(str::to_string),
+            "[ -~]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            if let Ok(m) = Manifest::parse(&text, "p") { check_accepted(&m) }
+        }
+
+        #[test]
+        fn plausible_manifests_never_panic(lines in prop::collection::vec(line(), 0..16)) {
+            let text = format!("name = \"p\"\nversion = \"1\"\nkind = \"executor\"\n{}", lines.join("\n"));
+            if let Ok(m) = Manifest::parse(&text, "p") {
+                check_accepted(&m);
+                // Whatever was accepted yields a grant without overflow.
+                let g = crate::policy::Grant::new(&m, &crate::policy::HostPolicy::default());
+                prop_assert!(g.limits.memory_bytes <= crate::policy::Limits::EXECUTOR_MAX.memory_bytes);
+                prop_assert!(g.limits.host_handle_bytes() <= 1 << 30);
+            }
+        }
     }
 }

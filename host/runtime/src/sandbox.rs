@@ -100,7 +100,9 @@ fn is_table_full(err: &wasmtime::Error) -> bool {
         matches!(
             cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
             Some(wasmtime::component::ResourceTableError::Full)
-        ) || cause.to_string().contains("resource table has no free keys")
+        ) || cause
+            .to_string()
+            .contains("resource table has no free keys")
     })
 }
 

@@ -59,7 +59,10 @@ impl Host {
             .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "scratch left behind: {left:?}");
-        let out = self.attack(json!({"attack": "ok"})).await.expect("normal task");
+        let out = self
+            .attack(json!({"attack": "ok"}))
+            .await
+            .expect("normal task");
         assert_eq!(json(&out), json!({"ok": true}));
     }
 }
@@ -130,7 +133,11 @@ async fn a_huge_error_message_is_cut_to_the_error_bound() {
     match err {
         SandboxError::TaskFailed { message, .. } => {
             assert!(message.len() < (16 << 10) + 100, "{} bytes", message.len());
-            assert!(message.ends_with("more bytes cut]"), "{}", &message[16000..]);
+            assert!(
+                message.ends_with("more bytes cut]"),
+                "{}",
+                &message[16000..]
+            );
         }
         other => panic!("expected a task failure, got {other:?}"),
     }
@@ -201,12 +208,8 @@ async fn cancelling_stops_a_guest_that_waits_in_the_host() {
 async fn cancelling_stops_a_spinning_guest_within_a_tick() {
     let h = host_with(|_| {});
     let interrupt = Interrupt::new();
-    let run = h.plugin.run_with(
-        &h.rt,
-        &task("hostile", json!({"attack": "loop"})),
-        &h.services,
-        &interrupt,
-    );
+    let spin = task("hostile", json!({"attack": "loop"}));
+    let run = h.plugin.run_with(&h.rt, &spin, &h.services, &interrupt);
     let cancel = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         interrupt.cancel();

@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sentinel_coord::model::SYSTEM_TENANT;
 use sentinel_coord::Store;
 use sentinel_coord::config::MemoryConfig;
 use sentinel_coord::memory::{MemorySync, WatchHandle};
+use sentinel_coord::model::SYSTEM_TENANT;
 use sentinel_runtime::Interrupt;
 
 /// Shared-memory namespace (system tenant) of cancellation notices.
@@ -63,7 +63,11 @@ impl CancelBoard {
         if self.cancel_local(tenant, task_id) {
             return;
         }
-        let notices = self.notices.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let notices = self
+            .notices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let Some(notices) = notices else { return };
         let key = notice_key(tenant, task_id);
         if let Err(e) = notices

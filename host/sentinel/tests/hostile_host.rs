@@ -20,7 +20,10 @@ fn plugin_folder(dir: &Path) -> PathBuf {
     let folder = dir.join("plugins");
     std::fs::create_dir_all(&folder).unwrap();
     let guests = sentinel_guest_build::build_once();
-    for (from, name) in [(&guests.hostile_dir, "hostile"), (&guests.plugins_dir, "echo")] {
+    for (from, name) in [
+        (&guests.hostile_dir, "hostile"),
+        (&guests.plugins_dir, "echo"),
+    ] {
         for ext in ["wasm", "toml"] {
             std::fs::copy(
                 from.join(format!("{name}.{ext}")),
@@ -92,11 +95,17 @@ async fn every_resource_attack_ends_in_a_named_bound_and_the_host_serves_on() {
     still_serves(&c).await;
     let before = resident_kib();
     let attacks = [
-        (json!({"attack": "deep-tree", "depth": 20_000}), "scratch-files"),
+        (
+            json!({"attack": "deep-tree", "depth": 20_000}),
+            "scratch-files",
+        ),
         (json!({"attack": "fd-flood"}), "host-handles"),
         (json!({"attack": "handle-hoard"}), "host-handles"),
         (json!({"attack": "key-flood"}), "memory-writes"),
-        (json!({"attack": "disk-flood", "mib": 1024}), "scratch-bytes"),
+        (
+            json!({"attack": "disk-flood", "mib": 1024}),
+            "scratch-bytes",
+        ),
         (json!({"attack": "sparse-file"}), "scratch-bytes"),
     ];
     for (payload, bound) in attacks {
@@ -122,7 +131,11 @@ async fn every_resource_attack_ends_in_a_named_bound_and_the_host_serves_on() {
     .await;
     let t = wait_status(&c, &id, Duration::from_secs(60)).await;
     let error = t["error"].as_str().unwrap_or_default();
-    assert!(error.len() < (16 << 10) + 100, "{} bytes stored", error.len());
+    assert!(
+        error.len() < (16 << 10) + 100,
+        "{} bytes stored",
+        error.len()
+    );
     still_serves(&c).await;
     // Nothing the attacks created is left in the scratch root.
     let scratch = &node.state.settings.policy.scratch_root;
