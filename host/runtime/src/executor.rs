@@ -206,7 +206,7 @@ impl ExecutorPlugin {
         if !self.grant.scratch {
             return Ok(None);
         }
-        let root = &runtime.policy.scratch_root;
+        let root = &crate::scratch::host_root(&runtime.policy.scratch_root);
         let prefix: String = task_id
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')

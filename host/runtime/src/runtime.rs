@@ -84,6 +84,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut strategy_linker)?;
         strategy::Strategy::add_to_linker::<_, HasSelf<SandboxState>>(&mut strategy_linker, |s| s)?;
 
+        // Scratch trees of hosts that died mid-task (SIGKILL, power loss) are removed now.
+        crate::scratch::sweep_dead_hosts(&config.policy.scratch_root);
         Ok(Arc::new(Runtime {
             engine,
             cache,

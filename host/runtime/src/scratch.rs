@@ -75,6 +75,37 @@ impl Drop for ScratchDir {
     }
 }
 
+/// This process's directory under the scratch root: `host-<pid>`. Several hosts on one machine
+/// share the root; each only ever removes its own trees, and those of hosts that are gone.
+pub fn host_root(scratch_root: &Path) -> PathBuf {
+    scratch_root.join(format!("host-{}", std::process::id()))
+}
+
+/// Hands to the janitor every `host-<pid>` directory under `scratch_root` whose process no
+/// longer exists (Linux: no `/proc/<pid>`; elsewhere nothing is swept).
+pub fn sweep_dead_hosts(scratch_root: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(scratch_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("host-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(path = %entry.path().display(), "removing the scratch of a host that is gone");
+            janitor().defer(entry.path());
+        }
+    }
+}
+
 /// What a scratch tree holds, counted up to the point where a bound was passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -307,6 +338,20 @@ mod tests {
         remove_tree(&top).unwrap();
         assert!(!top.exists());
         assert!(outside.path().join("keep").exists());
+    }
+
+    #[test]
+    fn the_scratch_of_a_dead_host_is_swept_and_a_live_one_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let mine = host_root(root.path());
+        std::fs::create_dir_all(mine.join("task-1")).unwrap();
+        // Pids are at most 2^22 on Linux: this one cannot be alive.
+        let dead = root.path().join("host-4294967290");
+        std::fs::create_dir_all(dead.join("task-2/deep")).unwrap();
+        sweep_dead_hosts(root.path());
+        janitor().sweep();
+        assert!(mine.join("task-1").exists());
+        assert!(!dead.exists());
     }
 
     #[test]

@@ -55,7 +55,8 @@ impl Host {
 
     /// Nothing is left in the scratch root and a normal task still runs.
     async fn unharmed(&self) {
-        let left: Vec<_> = std::fs::read_dir(&self.scratch_root)
+        let mine = sentinel_runtime::scratch::host_root(&self.scratch_root);
+        let left: Vec<_> = std::fs::read_dir(&mine)
             .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "scratch left behind: {left:?}");

@@ -161,7 +161,9 @@ async fn scratch_is_private_and_removed_after_the_task() {
         )
         .await;
     out.result.expect("scratch write");
-    let left: Vec<_> = std::fs::read_dir(scratch_root.path()).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(sentinel_runtime::scratch::host_root(scratch_root.path()))
+        .unwrap()
+        .collect();
     assert!(left.is_empty(), "scratch directories left behind: {left:?}");
 }
 

@@ -138,8 +138,8 @@ async fn every_resource_attack_ends_in_a_named_bound_and_the_host_serves_on() {
     );
     still_serves(&c).await;
     // Nothing the attacks created is left in the scratch root.
-    let scratch = &node.state.settings.policy.scratch_root;
-    let left: Vec<_> = std::fs::read_dir(scratch)
+    let scratch = sentinel_runtime::scratch::host_root(&node.state.settings.policy.scratch_root);
+    let left: Vec<_> = std::fs::read_dir(&scratch)
         .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "scratch left behind: {left:?}");
