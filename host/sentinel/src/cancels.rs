@@ -25,6 +25,9 @@ pub const NAMESPACE: &str = "cancels";
 /// How long a notice lives: long enough for any host to see it, short enough to be forgotten.
 const NOTICE_TTL: Duration = Duration::from_secs(600);
 
+/// How often the notices are read when no notification arrives.
+const NOTICE_FALLBACK_POLL: Duration = Duration::from_secs(30);
+
 /// Tasks running on this host, by (tenant, task id), with the handle that stops each.
 #[derive(Default)]
 pub struct CancelBoard {
@@ -85,9 +88,13 @@ impl CancelBoard {
         store: Arc<dyn Store>,
         writer: &str,
     ) -> anyhow::Result<WatchHandle> {
-        let sync = Arc::new(
-            MemorySync::start(store, SYSTEM_TENANT, writer, MemoryConfig::default()).await?,
-        );
+        // Woken by the store's memory notifications (cross-process on every backend); the
+        // fallback poll is rare so an idle host costs the store (and a GitHub token) nothing.
+        let config = MemoryConfig {
+            poll_interval_ms: NOTICE_FALLBACK_POLL.as_millis() as u64,
+            ..MemoryConfig::default()
+        };
+        let sync = Arc::new(MemorySync::start(store, SYSTEM_TENANT, writer, config).await?);
         *self.notices.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync.clone());
         let board = Arc::downgrade(self);
         let handle = sync
