@@ -672,6 +672,36 @@ mod tests {
     }
 
     #[test]
+    fn http_limits_have_defaults_and_are_read_from_the_file() {
+        let s = resolve(Overrides::default()).unwrap();
+        assert_eq!(s.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.http.max_connections, 1024);
+        assert_eq!(s.http.max_body_bytes, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(
+            &path,
+            r#"{"http": {"headerTimeoutMs": 2000, "maxConnections": 8, "maxUriBytes": 4096}}"#,
+        )
+        .unwrap();
+        let s = resolve(Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.http.header_timeout, Duration::from_millis(2000));
+        assert_eq!((s.http.max_connections, s.http.max_uri_bytes), (8, 4096));
+        std::fs::write(&path, r#"{"http": {"maxConnections": 0}}"#).unwrap();
+        let err = resolve(Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http.maxConnections"), "{err}");
+    }
+
+    #[test]
     fn toml_works_too() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use sentinel_coord::model::limits::{
-    MAX_MEMORY_KEY_BYTES, MAX_NAME_BYTES, MEMORY_TTL_MS, MEMORY_VERSION,
-};
+use sentinel_coord::model::limits::{MAX_MEMORY_KEY_BYTES, MEMORY_TTL_MS, MEMORY_VERSION};
 use sentinel_coord::model::{MemoryEntry, MemoryWrite, WriteOutcome};
 use serde::Deserialize;
 
@@ -16,9 +14,10 @@ use super::page::Page;
 use super::{ApiError, in_range, iso, name_len, tenant};
 use crate::node::NodeState;
 
-/// A namespace is 1..=`MAX_NAME_BYTES` bytes, a key 1..=`MAX_MEMORY_KEY_BYTES`.
+/// A namespace and a key are 1..=`MAX_MEMORY_KEY_BYTES` bytes each (plugins name namespaces
+/// too, so the API can reach whatever a plugin may write).
 fn valid_names(ns: &str, key: Option<&str>) -> Result<(), ApiError> {
-    name_len("namespace", ns, MAX_NAME_BYTES)?;
+    name_len("namespace", ns, MAX_MEMORY_KEY_BYTES)?;
     if let Some(key) = key {
         name_len("key", key, MAX_MEMORY_KEY_BYTES)?;
     }
