@@ -215,7 +215,11 @@ async fn a_client_sending_its_headers_byte_by_byte_is_cut_off_and_others_are_ser
         // Meanwhile everyone else is served promptly.
         let t = Instant::now();
         c.get("/health").await.unwrap();
-        assert!(t.elapsed() < Duration::from_millis(900));
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "/health took {:?}",
+            t.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
         if started.elapsed() > Duration::from_secs(3) {
             break;
