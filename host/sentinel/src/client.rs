@@ -56,8 +56,13 @@ impl Client {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| value.to_string());
-            let code = value["error"]["code"].as_str().unwrap_or("");
-            bail!("{} {code}: {message}", status.as_u16());
+            let code = value["error"]["code"].as_str().unwrap_or("").to_string();
+            return Err(ApiFailure {
+                status: status.as_u16(),
+                code,
+                message,
+            }
+            .into());
         }
         Ok(value)
     }
@@ -91,6 +96,15 @@ impl Client {
         let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
         Ok(resp.error_for_status()?.text().await?)
     }
+}
+
+/// A non-2xx answer of the API: its status, code and message (displayed `STATUS CODE: message`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
 }
 
 /// Percent-encodes one path segment.

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sentinel_coord::balancer::StrategyKind;
@@ -43,6 +44,22 @@ pub struct FileConfig {
     pub sandbox: SandboxSection,
     /// Largest accepted task payload, bytes.
     pub max_payload_bytes: Option<usize>,
+    /// HTTP server limits and timeouts.
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// HTTP server hygiene: how long a client may take and how much it may send.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSection {
+    pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_uri_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub max_body_bytes: Option<usize>,
 }
 
 /// Seed 001 `distributed`.
@@ -180,6 +197,45 @@ pub struct Settings {
     pub tenants: BTreeMap<String, String>,
     pub policy: sentinel_runtime::HostPolicy,
     pub max_payload_bytes: usize,
+    pub http: HttpSettings,
+}
+
+/// The HTTP server's limits (file section `http`), each with a default.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// A request's head (request line and headers) must arrive within this; an idle keep-alive
+    /// connection is closed after it too. `http.headerTimeoutMs`, default 10 s.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this once its handler reads it (408 otherwise).
+    /// `http.bodyTimeoutMs`, default 30 s.
+    pub body_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed. `http.maxConnections`,
+    /// default 1024.
+    pub max_connections: usize,
+    /// Longest path and query (414 beyond). `http.maxUriBytes`, default 8 KiB.
+    pub max_uri_bytes: usize,
+    /// Total bytes of header names and values (431 beyond). `http.maxHeaderBytes`, default 16 KiB.
+    pub max_header_bytes: usize,
+    /// Most headers on one request (431 beyond). `http.maxHeaders`, default 64.
+    pub max_headers: usize,
+    /// Largest request body (413 beyond): a batch carries many payloads, each still checked
+    /// against `maxPayloadBytes`. `http.maxBodyBytes`, default max(64 × maxPayloadBytes, 8 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl HttpSettings {
+    /// The defaults, for a host whose largest payload is `max_payload_bytes`.
+    pub fn defaults(max_payload_bytes: usize) -> HttpSettings {
+        HttpSettings {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 16 << 10,
+            max_headers: 64,
+            max_body_bytes: max_payload_bytes.saturating_mul(64).max(8 << 20),
+        }
+    }
 }
 
 /// Default largest payload: 1 MiB.
@@ -369,6 +425,12 @@ impl Settings {
             validate_id(&format!("tenants.<token> (tenant {tenant:?})"), tenant)?;
         }
 
+        let max_payload_bytes = file.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD);
+        if max_payload_bytes == 0 {
+            bail!("maxPayloadBytes: must be greater than 0");
+        }
+        let http = resolve_http(&file.http, max_payload_bytes)?;
+
         Ok(Settings {
             worker_id,
             hostname,
@@ -392,9 +454,61 @@ impl Settings {
             coord,
             tenants: file.tenants.clone(),
             policy,
-            max_payload_bytes: file.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD),
+            max_payload_bytes,
+            http,
         })
     }
+}
+
+fn resolve_http(h: &HttpSection, max_payload_bytes: usize) -> anyhow::Result<HttpSettings> {
+    let mut http = HttpSettings::defaults(max_payload_bytes);
+    let ms = |key: &str, v: Option<u64>, d: Duration| -> anyhow::Result<Duration> {
+        match v {
+            Some(0) => bail!("http.{key}: must be greater than 0"),
+            Some(v) if v > 3_600_000 => bail!("http.{key}: {v} is more than an hour"),
+            Some(v) => Ok(Duration::from_millis(v)),
+            None => Ok(d),
+        }
+    };
+    http.header_timeout = ms("headerTimeoutMs", h.header_timeout_ms, http.header_timeout)?;
+    http.body_timeout = ms("bodyTimeoutMs", h.body_timeout_ms, http.body_timeout)?;
+    let bounded = |key: &str, v: Option<usize>, d: usize, min: usize, max: usize| {
+        let v = v.unwrap_or(d);
+        if v < min || v > max {
+            bail!("http.{key}: {v} must be between {min} and {max}");
+        }
+        Ok(v)
+    };
+    http.max_connections = bounded(
+        "maxConnections",
+        h.max_connections,
+        http.max_connections,
+        1,
+        1 << 20,
+    )?;
+    http.max_uri_bytes = bounded(
+        "maxUriBytes",
+        h.max_uri_bytes,
+        http.max_uri_bytes,
+        256,
+        1 << 20,
+    )?;
+    http.max_header_bytes = bounded(
+        "maxHeaderBytes",
+        h.max_header_bytes,
+        http.max_header_bytes,
+        1024,
+        1 << 20,
+    )?;
+    http.max_headers = bounded("maxHeaders", h.max_headers, http.max_headers, 8, 1000)?;
+    http.max_body_bytes = bounded(
+        "maxBodyBytes",
+        h.max_body_bytes,
+        http.max_body_bytes,
+        max_payload_bytes,
+        usize::MAX,
+    )?;
+    Ok(http)
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -555,6 +669,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--listen"), "{err}");
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_are_read_from_the_file() {
+        let s = resolve(Overrides::default()).unwrap();
+        assert_eq!(s.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.http.max_connections, 1024);
+        assert_eq!(s.http.max_body_bytes, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(
+            &path,
+            r#"{"http": {"headerTimeoutMs": 2000, "maxConnections": 8, "maxUriBytes": 4096}}"#,
+        )
+        .unwrap();
+        let s = resolve(Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.http.header_timeout, Duration::from_millis(2000));
+        assert_eq!((s.http.max_connections, s.http.max_uri_bytes), (8, 4096));
+        std::fs::write(&path, r#"{"http": {"maxConnections": 0}}"#).unwrap();
+        let err = resolve(Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http.maxConnections"), "{err}");
     }
 
     #[test]

@@ -235,14 +235,7 @@ impl Node {
         let local_addr = listener.local_addr()?;
         let (server_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = crate::api::router(state.clone());
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let server = tokio::spawn(serve(listener, app, settings.http.clone(), stop_rx));
         tracing::info!(
             worker_id = %settings.worker_id,
             listen = %local_addr,
@@ -300,6 +293,88 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
         tracing::info!(worker_id = %id, "stopped");
     }
+}
+
+/// The HTTP server: HTTP/1.1 on each accepted connection with the header read timeout (which
+/// also closes idle keep-alive connections), our limits on the head with hyper's larger ones as a
+/// last resort, and at most `max_connections` connections at once: the next is answered a JSON
+/// 503 and closed, so a flood of slow clients cannot starve the others of answers.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    http: crate::config::HttpSettings,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(http.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_timeout)
+        // Last resort only: our own limits (checked in JSON by the router) are smaller.
+        .max_headers(http.max_headers.saturating_mul(2).max(100))
+        .max_buf_size((2 * (http.max_uri_bytes + http.max_header_bytes)).max(64 << 10));
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = http.max_connections, "connection limit reached; refusing");
+            tokio::spawn(refuse_connection(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder.serve_connection(TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {
+            tracing::warn!("HTTP connections still open after 5 s; closing them");
+        }
+    }
+}
+
+/// Answers a connection over the limit with a JSON 503 and closes it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const BODY: &str = r#"{"error":{"code":"TOO_MANY_CONNECTIONS","message":"this host is serving its maximum number of connections; retry shortly"}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Drain what the client sent so that closing does not reset the connection before it
+        // reads the answer.
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 pub fn set_strategy(

@@ -120,7 +120,7 @@ async fn bad_requests_get_a_4xx_and_store_nothing() {
             "POST",
             json!({"type": "echo", "timeout_ms": 0}).to_string(),
             400,
-            "INVALID_TASK",
+            "OUT_OF_RANGE",
         ),
     ];
     for (method, body, status, code) in cases {

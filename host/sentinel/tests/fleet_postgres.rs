@@ -100,12 +100,7 @@ async fn a_fleet_on_postgres_survives_a_killed_worker_and_a_server_restart() {
         done_at - restart
     );
 
-    let tasks = w1
-        .client
-        .get(&format!("/v1/tasks?limit={TASKS}"))
-        .await
-        .unwrap();
-    let tasks = tasks["tasks"].as_array().unwrap();
+    let tasks = all_tasks(&w1.client).await;
     assert_eq!(tasks.len(), TASKS);
     assert!(tasks.iter().all(|t| t["status"] == "completed"));
     // Exactly once: applied completions, counted per worker (the killed one included).

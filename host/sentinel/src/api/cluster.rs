@@ -4,13 +4,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
+use sentinel_coord::model::limits::{MAX_METADATA_ENTRIES, MAX_NAME_BYTES, PRIORITY};
 use sentinel_coord::model::{HealthState, LockFilter, WorkerFilter, WorkerRecord, WorkerStatus};
 use serde::Deserialize;
 
-use super::{ApiError, iso, tenant};
+use super::extract::{Body, NoBody, Path, Query};
+use super::page::Page;
+use super::tasks::AffinityRules;
+use super::{ApiError, Int, in_range, iso, name_len, tenant};
 use crate::node::NodeState;
 
 fn health_name(h: HealthState) -> &'static str {
@@ -152,6 +156,9 @@ pub struct WorkersQuery {
     pub task_type: Option<String>,
     pub has_capacity: Option<bool>,
     pub min_available_slots: Option<u32>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub order: Option<String>,
 }
 
 fn worker_json(s: &NodeState, w: &WorkerRecord, now: i64) -> serde_json::Value {
@@ -170,11 +177,12 @@ fn worker_json(s: &NodeState, w: &WorkerRecord, now: i64) -> serde_json::Value {
     })
 }
 
-/// `GET /v1/workers` with seed filters.
+/// `GET /v1/workers` with seed filters, by worker id (ascending by default), paged.
 pub async fn workers(
     State(s): State<Arc<NodeState>>,
     Query(q): Query<WorkersQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), false)?;
     let statuses = match &q.status {
         Some(v) => Some(vec![WorkerStatus::parse(v).ok_or_else(|| {
             ApiError::bad_request(
@@ -204,10 +212,12 @@ pub async fn workers(
         health,
     };
     let list = s.registry.list(&filter).await?;
+    let (list, next) = page.apply(list, |w| w.worker_id.clone());
     let now = s.store.now().await?;
-    Ok(Json(
-        serde_json::json!({ "workers": list.iter().map(|w| worker_json(&s, w, now)).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(serde_json::json!({
+        "workers": list.iter().map(|w| worker_json(&s, w, now)).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
 }
 
 /// `GET /v1/workers/{id}` with its performance.
@@ -230,15 +240,19 @@ pub struct LocksQuery {
     pub worker: Option<String>,
     #[serde(default)]
     pub include_expired: bool,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub order: Option<String>,
 }
 
-/// `GET /v1/locks` (the caller's tenant).
+/// `GET /v1/locks` (the caller's tenant), by key (ascending by default), paged.
 pub async fn locks(
     State(s): State<Arc<NodeState>>,
     headers: HeaderMap,
     Query(q): Query<LocksQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = tenant(&s, &headers)?;
+    let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), false)?;
     let locks = s
         .store
         .list_locks(&LockFilter {
@@ -247,6 +261,7 @@ pub async fn locks(
             include_expired: q.include_expired,
         })
         .await?;
+    let (locks, next) = page.apply(locks, |l| l.key.clone());
     let locks: Vec<_> = locks
         .into_iter()
         .map(|l| {
@@ -256,7 +271,9 @@ pub async fn locks(
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({ "locks": locks })))
+    Ok(Json(
+        serde_json::json!({ "locks": locks, "next_cursor": next }),
+    ))
 }
 
 /// `GET /v1/plugins`: loaded and rejected plugins of this host.
@@ -277,6 +294,7 @@ pub async fn load(State(s): State<Arc<NodeState>>) -> Result<Json<serde_json::Va
 /// `POST /v1/cluster/rebalance` (seed `rebalance`).
 pub async fn rebalance(
     State(s): State<Arc<NodeState>>,
+    _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let r = s.balancer.rebalance().await?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))
@@ -288,12 +306,11 @@ pub async fn rebalance(
 pub struct PlacementRequest {
     #[serde(rename = "type")]
     pub task_type: String,
-    #[serde(default)]
-    pub priority: i32,
+    priority: Option<Int>,
     #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, String>,
     #[serde(default)]
-    pub affinity: Option<sentinel_coord::model::Affinity>,
+    pub affinity: Option<AffinityRules>,
 }
 
 /// `POST /v1/cluster/select-worker` (seed `selectWorker`, push): the worker the current strategy
@@ -301,15 +318,28 @@ pub struct PlacementRequest {
 pub async fn select_worker(
     State(s): State<Arc<NodeState>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = tenant(&s, &headers)?;
     let req: PlacementRequest = super::parse_json(&body)?;
+    name_len("type", &req.task_type, MAX_NAME_BYTES)?;
+    let priority = req.priority.map_or(0, |p| p.0);
+    in_range(&PRIORITY, priority, "")?;
+    if req.metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!(
+                "metadata: {} entries; at most {MAX_METADATA_ENTRIES}",
+                req.metadata.len()
+            ),
+        ));
+    }
     let task = sentinel_coord::balancer::TaskInfo {
         id: String::new(),
-        tenant: tenant(&s, &headers)?,
+        tenant,
         task_type: req.task_type,
-        priority: req.priority,
-        affinity: req.affinity.unwrap_or_default(),
+        priority: priority as i32,
+        affinity: req.affinity.unwrap_or_default().into_checked("")?,
         estimated_duration_ms: req
             .metadata
             .get("estimated_duration_ms")
@@ -334,9 +364,10 @@ pub struct StrategyChange {
 /// `PUT /v1/cluster/strategy` (seed `setStrategy`): changes this host's strategy at run time.
 pub async fn set_strategy(
     State(s): State<Arc<NodeState>>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: StrategyChange = super::parse_json(&body)?;
+    name_len("strategy", &req.strategy, 2 * MAX_NAME_BYTES)?;
     crate::node::set_strategy(&s.balancer, &req.strategy, &s.folder)
         .map_err(|e| ApiError::bad_request("INVALID_STRATEGY", format!("{e:#}")))?;
     Ok(Json(

@@ -3,21 +3,23 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use sentinel_coord::model::limits::{MAX_MEMORY_KEY_BYTES, MEMORY_TTL_MS, MEMORY_VERSION};
 use sentinel_coord::model::{MemoryEntry, MemoryWrite, WriteOutcome};
 use serde::Deserialize;
 
-use super::{ApiError, iso, tenant};
+use super::extract::{Body, Path, Query};
+use super::page::Page;
+use super::{ApiError, in_range, iso, name_len, tenant};
 use crate::node::NodeState;
 
-fn valid_name(what: &str, s: &str) -> Result<(), ApiError> {
-    if s.is_empty() || s.len() > 1024 {
-        return Err(ApiError::bad_request(
-            "INVALID_KEY",
-            format!("{what} must be 1-1024 bytes"),
-        ));
+/// A namespace and a key are 1..=`MAX_MEMORY_KEY_BYTES` bytes each (plugins name namespaces
+/// too, so the API can reach whatever a plugin may write).
+fn valid_names(ns: &str, key: Option<&str>) -> Result<(), ApiError> {
+    name_len("namespace", ns, MAX_MEMORY_KEY_BYTES)?;
+    if let Some(key) = key {
+        name_len("key", key, MAX_MEMORY_KEY_BYTES)?;
     }
     Ok(())
 }
@@ -34,9 +36,12 @@ fn entry_json(e: &MemoryEntry) -> serde_json::Value {
 pub struct ListQuery {
     #[serde(default)]
     pub prefix: String,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub order: Option<String>,
 }
 
-/// `GET /v1/memory/{namespace}?prefix=`.
+/// `GET /v1/memory/{namespace}?prefix=&limit=&cursor=&order=`: by key, ascending by default.
 pub async fn list(
     State(s): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -44,11 +49,21 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = tenant(&s, &headers)?;
+    valid_names(&ns, None)?;
+    if q.prefix.len() > MAX_MEMORY_KEY_BYTES {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!("prefix: at most {MAX_MEMORY_KEY_BYTES} bytes"),
+        ));
+    }
+    let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), false)?;
     s.metrics.memory_ops.with_label_values(&["list"]).inc();
     let entries = s.store.memory_list(&tenant, &ns, &q.prefix).await?;
-    Ok(Json(
-        serde_json::json!({ "entries": entries.iter().map(entry_json).collect::<Vec<_>>() }),
-    ))
+    let (entries, next) = page.apply(entries, |e| e.key.clone());
+    Ok(Json(serde_json::json!({
+        "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
 }
 
 /// `GET /v1/memory/{namespace}/{key}`.
@@ -58,6 +73,7 @@ pub async fn get(
     Path((ns, key)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = tenant(&s, &headers)?;
+    valid_names(&ns, Some(&key))?;
     s.metrics.memory_ops.with_label_values(&["get"]).inc();
     let e = s
         .store
@@ -81,24 +97,33 @@ pub async fn set(
     headers: HeaderMap,
     Path((ns, key)): Path<(String, String)>,
     Query(q): Query<SetQuery>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let tenant = tenant(&s, &headers)?;
-    valid_name("namespace", &ns)?;
-    valid_name("key", &key)?;
+    valid_names(&ns, Some(&key))?;
+    if let Some(ttl) = q.ttl_ms {
+        in_range(&MEMORY_TTL_MS, ttl.into(), "")?;
+    }
+    if let Some(v) = q.expected_version {
+        in_range(&MEMORY_VERSION, v.into(), "")?;
+    }
+    if body.len() > s.settings.max_payload_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!(
+                "the value is {} bytes; the limit is {}",
+                body.len(),
+                s.settings.max_payload_bytes
+            ),
+        ));
+    }
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "MALFORMED_JSON",
             format!("the value is not valid JSON: {e}"),
         )
     })?;
-    if body.len() > s.settings.max_payload_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            "value too large",
-        ));
-    }
     s.metrics.memory_ops.with_label_values(&["set"]).inc();
     let write = MemoryWrite {
         tenant,
@@ -137,6 +162,7 @@ pub async fn delete(
     Path((ns, key)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = tenant(&s, &headers)?;
+    valid_names(&ns, Some(&key))?;
     s.metrics.memory_ops.with_label_values(&["delete"]).inc();
     if s.store
         .memory_delete(&tenant, &ns, &key, &s.settings.worker_id)

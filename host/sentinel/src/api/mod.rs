@@ -6,25 +6,28 @@
 
 mod cluster;
 mod error;
+pub mod extract;
+mod hygiene;
 mod memory;
+mod page;
 mod tasks;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
 
 use crate::node::NodeState;
 
-/// The routes of a host.
+/// The routes of a host, with the hygiene layers: our URI and header limits (414/431 in JSON),
+/// every framework error rewritten into the JSON shape, and panics caught into a JSON 500.
 pub fn router(state: Arc<NodeState>) -> Router {
-    // Batches carry many payloads; each payload is still checked against the payload limit.
-    let body_limit = (state.settings.max_payload_bytes * 64).max(8 << 20);
-    Router::new()
+    let http = state.settings.http.clone();
+    let routes = Router::new()
         .route("/health", get(cluster::health))
         .route("/cluster/health", get(cluster::cluster_health))
         .route("/metrics", get(cluster::metrics))
@@ -49,9 +52,23 @@ pub fn router(state: Arc<NodeState>) -> Router {
             "/v1/memory/{namespace}/{key}",
             get(memory::get).put(memory::set).delete(memory::delete),
         )
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .with_state(state);
+    harden(routes, http)
+}
+
+/// Wraps `routes` in the hygiene layers (public so that tests can harden a route of their own,
+/// e.g. one that panics): 404/405 in JSON, our URI and header limits (414/431), any error the
+/// framework answered by itself rewritten into the JSON shape, and panics caught into a JSON 500.
+pub fn harden(routes: Router, http: crate::config::HttpSettings) -> Router {
+    routes
+        .fallback(hygiene::no_route)
+        .method_not_allowed_fallback(hygiene::wrong_method)
+        .layer(axum::middleware::from_fn(hygiene::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            http,
+            hygiene::request_limits,
+        ))
+        .layer(CatchPanicLayer::custom(hygiene::panic_response))
 }
 
 /// The caller's tenant: from `Authorization: Bearer <token>` when tenants are configured,
@@ -74,16 +91,98 @@ pub(crate) fn tenant(state: &NodeState, headers: &HeaderMap) -> Result<String, A
 }
 
 /// Parses a JSON request body into `T`, whatever its content type: a malformed body is a 400
-/// with our error shape, never the framework's plain-text rejection.
+/// with our error shape, never the framework's plain-text rejection; a wrong field is named.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+    from_value(parse_value(body)?, "", "INVALID_REQUEST")
+}
+
+/// A request body as a JSON value (400 `MALFORMED_JSON` when it is not JSON).
+pub(crate) fn parse_value(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(
             "MALFORMED_JSON",
             format!("request body is not valid JSON: {e}"),
         )
-    })?;
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request("INVALID_REQUEST", format!("invalid request: {e}")))
+    })
+}
+
+/// `value` as a `T`; an error names the field's path, after `prefix` (e.g. `tasks[3]`).
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+    code: &'static str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = match (prefix.is_empty(), path.as_str()) {
+            (true, ".") => "body".to_string(),
+            (true, _) => path,
+            (false, ".") => prefix.to_string(),
+            (false, p) if p.starts_with('[') => format!("{prefix}{p}"),
+            (false, p) => format!("{prefix}.{p}"),
+        };
+        ApiError::bad_request(code, format!("{at}: {}", e.into_inner()))
+    })
+}
+
+/// `Range::check` as a 400 `OUT_OF_RANGE` naming the field (after `prefix`) and the range.
+pub(crate) fn in_range(
+    range: &sentinel_coord::model::limits::Range,
+    value: i128,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    range.check(value).map_err(|e| {
+        let at = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}.")
+        };
+        ApiError::bad_request("OUT_OF_RANGE", format!("{at}{e}"))
+    })
+}
+
+/// A string field's length: 400 `INVALID_FIELD` naming it when empty or longer than `max` bytes.
+pub(crate) fn name_len(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > max {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!(
+                "{field}: must be 1 to {max} bytes, got {} bytes",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Any JSON integer, kept wide so that an out-of-range value is reported with its range rather
+/// than as a type error; anything else is "expected an integer".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Int(pub i128);
+
+impl<'de> serde::Deserialize<'de> for Int {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Int, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Int;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Int, E> {
+                Ok(Int(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Int, E> {
+                Ok(Int(v.into()))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Int, E> {
+                Ok(Int(v))
+            }
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Int, E> {
+                Ok(Int(i128::try_from(v).unwrap_or(i128::MAX)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Milliseconds since the epoch as RFC 3339.

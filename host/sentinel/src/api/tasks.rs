@@ -4,14 +4,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
+use sentinel_coord::model::limits::{
+    BATCH_TASKS, MAX_METADATA_ENTRIES, MAX_NAME_BYTES, MAX_REFERENCES, MAX_RETRIES, PRIORITY,
+    TASK_TIMEOUT_MS,
+};
 use sentinel_coord::model::{Affinity, NewTask, Task, TaskFilter, TaskState};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, iso, tenant};
+use super::extract::{Body, NoBody, Path, Query};
+use super::page::{Page, time_key};
+use super::{ApiError, Int, from_value, in_range, iso, name_len, parse_value, tenant};
 use crate::node::NodeState;
 
 /// One task as submitted.
@@ -24,10 +29,9 @@ pub struct SubmitTask {
     pub task_type: String,
     #[serde(default)]
     pub payload: serde_json::Value,
-    #[serde(default)]
-    pub priority: i32,
-    pub timeout_ms: Option<u64>,
-    pub max_retries: Option<u32>,
+    priority: Option<Int>,
+    timeout_ms: Option<Int>,
+    max_retries: Option<Int>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     #[serde(default)]
@@ -46,50 +50,135 @@ pub struct AffinityRules {
     pub excluded_workers: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SubmitBody {
-    Batch { tasks: Vec<SubmitTask> },
-    Many(Vec<SubmitTask>),
-    One(Box<SubmitTask>),
+impl AffinityRules {
+    /// Checks every worker id's length and the number of exclusions; `at` prefixes field names.
+    pub(crate) fn into_checked(self, at: &str) -> Result<Affinity, ApiError> {
+        for (field, v) in [
+            ("required_worker", &self.required_worker),
+            ("same_worker_as", &self.same_worker_as),
+        ] {
+            if let Some(v) = v {
+                name_len(&format!("{at}affinity.{field}"), v, MAX_NAME_BYTES)?;
+            }
+        }
+        references(
+            &format!("{at}affinity.excluded_workers"),
+            &self.excluded_workers,
+        )?;
+        Ok(Affinity {
+            required_worker: self.required_worker,
+            same_worker_as: self.same_worker_as,
+            excluded_workers: self.excluded_workers,
+        })
+    }
 }
 
-/// `POST /v1/tasks`: one task, `{"tasks": [...]}` or a JSON array. Answers 201 only once the
-/// tasks are durably in the store.
+/// A list of ids: at most `MAX_REFERENCES`, each 1..=`MAX_NAME_BYTES` bytes.
+fn references(field: &str, ids: &[String]) -> Result<(), ApiError> {
+    if ids.len() > MAX_REFERENCES {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!("{field}: {} entries; at most {MAX_REFERENCES}", ids.len()),
+        ));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        name_len(&format!("{field}[{i}]"), id, MAX_NAME_BYTES)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitQuery {
+    /// Validate everything, store nothing (`sentinel submit --file` checks a whole file first).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The tasks of a submission body, each with the prefix its errors carry: one task object
+/// (no prefix), `{"tasks": [...]}` or a JSON array (`tasks[i]`).
+fn split_body(value: serde_json::Value) -> Result<(bool, Vec<serde_json::Value>), ApiError> {
+    use serde_json::Value;
+    let shape = || {
+        ApiError::bad_request(
+            "INVALID_TASK",
+            "body: expected a task object, an array of tasks or {\"tasks\": [...]}",
+        )
+    };
+    match value {
+        Value::Array(items) => Ok((false, items)),
+        Value::Object(mut map) if map.contains_key("tasks") => {
+            if let Some(other) = map.keys().find(|k| *k != "tasks") {
+                return Err(ApiError::bad_request(
+                    "INVALID_TASK",
+                    format!("body: unknown field `{other}` beside `tasks`"),
+                ));
+            }
+            match map.remove("tasks") {
+                Some(Value::Array(items)) => Ok((false, items)),
+                _ => Err(ApiError::bad_request(
+                    "INVALID_TASK",
+                    "tasks: expected an array of tasks",
+                )),
+            }
+        }
+        v @ Value::Object(_) => Ok((true, vec![v])),
+        _ => Err(shape()),
+    }
+}
+
+/// `POST /v1/tasks[?dry_run=true]`: one task, `{"tasks": [...]}` or a JSON array. Answers 201
+/// only once the tasks are durably in the store; a dry run answers 200 and stores nothing.
 pub async fn submit(
     State(s): State<Arc<NodeState>>,
     headers: HeaderMap,
-    body: Bytes,
+    Query(q): Query<SubmitQuery>,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let tenant = tenant(&s, &headers)?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            "MALFORMED_JSON",
-            format!("request body is not valid JSON: {e}"),
-        )
-    })?;
-    let single = value.is_object() && value.get("tasks").is_none();
-    let parsed: SubmitBody = serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request("INVALID_TASK", format!("invalid task: {e}")))?;
-    let tasks = match parsed {
-        SubmitBody::Batch { tasks } | SubmitBody::Many(tasks) => tasks,
-        SubmitBody::One(t) => vec![*t],
+    let (single, values) = split_body(parse_value(&body)?)?;
+    in_range(&BATCH_TASKS, values.len() as i128, "")?;
+    let at = |i: usize| {
+        if single {
+            String::new()
+        } else {
+            format!("tasks[{i}]")
+        }
     };
-    if tasks.is_empty() {
-        return Err(ApiError::bad_request(
-            "INVALID_TASK",
-            "no tasks in the request",
-        ));
+    let mut tasks = Vec::with_capacity(values.len());
+    for (i, v) in values.into_iter().enumerate() {
+        let t: SubmitTask = from_value(v, &at(i), "INVALID_TASK")?;
+        tasks.push(t);
     }
-    let known = known_task_types(&s, &tasks).await?;
     let mut new = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.into_iter().enumerate() {
-        new.push(validate(&s, &tenant, t, &known).map_err(|mut e| {
-            if !single {
-                e.message = format!("task {i}: {}", e.message);
-            }
-            e
-        })?);
+        new.push(validate(&s, &tenant, t, &at(i))?);
+    }
+    let known = known_task_types(&s, &new).await?;
+    for (i, t) in new.iter().enumerate() {
+        if !known.contains(&t.task_type) {
+            let at = at(i);
+            let field = if at.is_empty() {
+                "type".to_string()
+            } else {
+                format!("{at}.type")
+            };
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "UNKNOWN_TASK_TYPE",
+                format!(
+                    "{field}: no plugin serves task type {:?}; known types: {}",
+                    t.task_type,
+                    known.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    if q.dry_run {
+        return Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({ "dry_run": true, "valid": new.len() })),
+        ));
     }
     let ids = s.queue.submit_batch(new).await?;
     s.metrics.tasks_submitted.inc_by(ids.len() as u64);
@@ -101,70 +190,83 @@ pub async fn submit(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-fn validate(
-    s: &NodeState,
-    tenant: &str,
-    t: SubmitTask,
-    known: &BTreeSet<String>,
-) -> Result<NewTask, ApiError> {
-    if !known.contains(&t.task_type) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "UNKNOWN_TASK_TYPE",
+/// Every documented bound of one task; `at` is its place in a batch (`tasks[3]`) or empty.
+fn validate(s: &NodeState, tenant: &str, t: SubmitTask, at: &str) -> Result<NewTask, ApiError> {
+    let field = |name: &str| {
+        if at.is_empty() {
+            name.to_string()
+        } else {
+            format!("{at}.{name}")
+        }
+    };
+    name_len(&field("type"), &t.task_type, MAX_NAME_BYTES)?;
+    if let Some(id) = &t.id
+        && (id.is_empty()
+            || id.len() > MAX_NAME_BYTES
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
             format!(
-                "no plugin serves task type {:?}; known types: {}",
-                t.task_type,
-                known.iter().cloned().collect::<Vec<_>>().join(", ")
+                "{}: 1-{MAX_NAME_BYTES} characters of letters, digits, '-', '_', '.', ':'",
+                field("id")
             ),
         ));
     }
+    let priority = t.priority.map_or(0, |p| p.0);
+    in_range(&PRIORITY, priority, at)?;
+    if let Some(Int(ms)) = t.timeout_ms {
+        in_range(&TASK_TIMEOUT_MS, ms, at)?;
+    }
+    if let Some(Int(n)) = t.max_retries {
+        in_range(&MAX_RETRIES, n, at)?;
+    }
+    if t.metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(ApiError::bad_request(
+            "INVALID_FIELD",
+            format!(
+                "{}: {} entries; at most {MAX_METADATA_ENTRIES}",
+                field("metadata"),
+                t.metadata.len()
+            ),
+        ));
+    }
+    references(&field("depends_on"), &t.depends_on)?;
+    let affinity = t
+        .affinity
+        .unwrap_or_default()
+        .into_checked(&if at.is_empty() {
+            String::new()
+        } else {
+            format!("{at}.")
+        })?;
     let payload = serde_json::to_vec(&t.payload).expect("a JSON value serialises");
-    if payload.len() > s.settings.max_payload_bytes {
+    let metadata_bytes: usize = t.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let size = payload.len() + metadata_bytes;
+    if size > s.settings.max_payload_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
             format!(
-                "payload is {} bytes; the limit is {}",
-                payload.len(),
+                "{}: payload and metadata are {size} bytes; the limit is {}",
+                field("payload"),
                 s.settings.max_payload_bytes
             ),
         ));
     }
-    if let Some(id) = &t.id {
-        if id.is_empty()
-            || id.len() > 128
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-        {
-            return Err(ApiError::bad_request(
-                "INVALID_TASK",
-                format!("id {id:?}: 1-128 characters of letters, digits, '-', '_', '.', ':'"),
-            ));
-        }
-    }
-    if t.timeout_ms == Some(0) {
-        return Err(ApiError::bad_request(
-            "INVALID_TASK",
-            "timeout_ms must be greater than 0",
-        ));
-    }
-    let affinity = t.affinity.unwrap_or_default();
     Ok(NewTask {
         id: t.id,
         tenant: tenant.to_string(),
         task_type: t.task_type,
-        priority: t.priority,
+        priority: priority as i32,
         payload,
         metadata: t.metadata,
-        max_retries: t.max_retries,
-        timeout_ms: t.timeout_ms,
+        max_retries: t.max_retries.map(|n| n.0 as u32),
+        timeout_ms: t.timeout_ms.map(|n| n.0 as u64),
         depends_on: t.depends_on,
-        affinity: Affinity {
-            required_worker: affinity.required_worker,
-            same_worker_as: affinity.same_worker_as,
-            excluded_workers: affinity.excluded_workers,
-        },
+        affinity,
     })
 }
 
@@ -172,7 +274,7 @@ fn validate(
 /// read only when a requested type is not served locally, so the usual submit costs no read.
 async fn known_task_types(
     s: &NodeState,
-    requested: &[SubmitTask],
+    requested: &[NewTask],
 ) -> Result<BTreeSet<String>, ApiError> {
     let mut known: BTreeSet<String> = s.folder.task_types().into_iter().collect();
     if requested.iter().all(|t| known.contains(&t.task_type)) {
@@ -285,10 +387,12 @@ pub struct ListQuery {
     #[serde(rename = "type")]
     pub task_type: Option<String>,
     pub worker: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub order: Option<String>,
 }
 
-/// `GET /v1/tasks?status=&type=&worker=&limit=`.
+/// `GET /v1/tasks?status=&type=&worker=&limit=&cursor=&order=`: newest first by default.
 pub async fn list(
     State(s): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -299,7 +403,7 @@ pub async fn list(
             ApiError::bad_request(
                 "INVALID_QUERY",
                 format!(
-                    "status {name:?}: use pending, running, completed, failed, dead or cancelled"
+                    "invalid query parameter status: {name:?}; use pending, running, completed, failed, dead or cancelled"
                 ),
             )
         })?),
@@ -308,36 +412,46 @@ pub async fn list(
     list_tasks(&s, &headers, state, q).await
 }
 
-/// `GET /v1/dlq`: the dead-letter queue.
+/// `GET /v1/dlq`: the dead-letter queue, with the same parameters.
 pub async fn dead_letters(
     State(s): State<Arc<NodeState>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if q.status.is_some() {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            "invalid query parameter status: the dead-letter queue holds dead tasks only",
+        ));
+    }
     list_tasks(&s, &headers, Some(TaskState::Dead), q).await
 }
 
+/// One page of tasks, ordered by creation time then id.
+///
+/// The store lists by priority and has no keyset filter, so every matching task is read and
+/// the page is cut here; a store-side `(created_at, id)` cursor would make this one indexed
+/// range read.
 async fn list_tasks(
     s: &NodeState,
     headers: &HeaderMap,
     state: Option<TaskState>,
     q: ListQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), true)?;
     let filter = TaskFilter {
         tenant: Some(tenant(s, headers)?),
         state,
         task_type: q.task_type,
         worker_id: q.worker,
-        limit: q.limit.unwrap_or(100).min(10_000),
+        limit: 0,
     };
-    let tasks: Vec<TaskView> = s
-        .store
-        .list_tasks(&filter)
-        .await?
-        .into_iter()
-        .map(|t| TaskView::new(t, None))
-        .collect();
-    Ok(Json(serde_json::json!({ "tasks": tasks })))
+    let all = s.store.list_tasks(&filter).await?;
+    let (tasks, next) = page.apply(all, |t| time_key(t.created_at, &t.id));
+    let tasks: Vec<TaskView> = tasks.into_iter().map(|t| TaskView::new(t, None)).collect();
+    Ok(Json(
+        serde_json::json!({ "tasks": tasks, "next_cursor": next }),
+    ))
 }
 
 /// `POST /v1/tasks/{id}/cancel`.
@@ -345,6 +459,7 @@ pub async fn cancel(
     State(s): State<Arc<NodeState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = tenant(&s, &headers)?;
     if s.store.cancel(&tenant, &id).await? {
@@ -359,6 +474,7 @@ pub async fn retry_dead(
     State(s): State<Arc<NodeState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = tenant(&s, &headers)?;
     if s.store.retry_dead(&tenant, &id).await? {

@@ -171,12 +171,33 @@ pub struct SubmitArgs {
     pub timeout_ms: Option<u64>,
     #[arg(long)]
     pub retries: Option<u32>,
-    /// Wait for the task to finish and print its result.
+    /// Wait for the task (or every task of `--file`) to finish and print the result.
     #[arg(long)]
     pub wait: bool,
-    /// JSON-lines file, one task object per line ({"type":..,"payload":..}).
+    /// With `--wait`: give up after this long (e.g. `30s`, `5m`), exiting with status 4.
+    #[arg(long, requires = "wait", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// JSON-lines file, one task object per line ({"type":..,"payload":..}). Every line is
+    /// checked (locally, then by the host without storing) before any task is stored.
     #[arg(long, conflicts_with = "task_type")]
     pub file: Option<PathBuf>,
+}
+
+/// Paging of list commands.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PageArgs {
+    /// Items per page (1-1000; the host's default is 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Continue after this cursor (a previous page's `next_cursor`).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Order: tasks are newest first (`desc`) by default, other lists by name (`asc`).
+    #[arg(long, value_parser = ["asc", "desc"])]
+    pub order: Option<String>,
+    /// Follow the cursors and print every page.
+    #[arg(long, conflicts_with = "cursor")]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,8 +216,8 @@ pub enum TasksCommand {
         status: Option<String>,
         #[arg(long = "type")]
         task_type: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        #[command(flatten)]
+        page: PageArgs,
     },
 }
 
@@ -208,6 +229,8 @@ pub enum WorkersCommand {
         status: Option<String>,
         #[arg(long)]
         health: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
 }
 
@@ -219,6 +242,8 @@ pub enum LocksCommand {
         worker: Option<String>,
         #[arg(long)]
         include_expired: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
 }
 
@@ -240,6 +265,8 @@ pub enum MemoryCommand {
         namespace: String,
         #[arg(long, default_value = "")]
         prefix: String,
+        #[command(flatten)]
+        page: PageArgs,
     },
     Delete {
         namespace: String,
@@ -255,8 +282,13 @@ pub enum ClusterCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    List,
-    Retry { id: String },
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    Retry {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use super::table::{cell, items, print, print_list};
 use super::{
-    ClusterCommand, Command, DlqCommand, LocksCommand, MemoryCommand, Output, PluginsCommand,
-    SubmitArgs, TaskCommand, TasksCommand, WorkersCommand,
+    ClusterCommand, Command, DlqCommand, LocksCommand, MemoryCommand, Output, PageArgs,
+    PluginsCommand, SubmitArgs, TaskCommand, TasksCommand, WorkersCommand,
 };
-use crate::client::{Client, segment};
+use crate::client::{ApiFailure, Client, segment};
 
 pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i32> {
     let json_out = out == Output::Json;
@@ -41,22 +41,27 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
                 TasksCommand::List {
                     status,
                     task_type,
-                    limit,
+                    page,
                 },
         } => {
-            let mut q = format!("/v1/tasks?limit={limit}");
+            let mut q = "/v1/tasks?".to_string();
             if let Some(s) = status {
-                q.push_str(&format!("&status={}", segment(&s)));
+                q.push_str(&format!("status={}&", segment(&s)));
             }
             if let Some(t) = task_type {
-                q.push_str(&format!("&type={}", segment(&t)));
+                q.push_str(&format!("type={}&", segment(&t)));
             }
-            let r = c.get(&q).await?;
+            let r = list(c, &q, "tasks", &page, json_out).await?;
             show(&r, json_out, |r| task_table(&r["tasks"]));
             Ok(0)
         }
         Command::Workers {
-            command: WorkersCommand::List { status, health },
+            command:
+                WorkersCommand::List {
+                    status,
+                    health,
+                    page,
+                },
         } => {
             let mut q = "/v1/workers?".to_string();
             if let Some(s) = status {
@@ -65,7 +70,7 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
             if let Some(h) = health {
                 q.push_str(&format!("health={}&", segment(&h)));
             }
-            let r = c.get(q.trim_end_matches(['&', '?'])).await?;
+            let r = list(c, &q, "workers", &page, json_out).await?;
             show(&r, json_out, |r| {
                 let rows: Vec<Vec<String>> = items(&r["workers"])
                     .map(|w| {
@@ -108,13 +113,14 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
                 LocksCommand::List {
                     worker,
                     include_expired,
+                    page,
                 },
         } => {
-            let mut q = format!("/v1/locks?include_expired={include_expired}");
+            let mut q = format!("/v1/locks?include_expired={include_expired}&");
             if let Some(w) = worker {
-                q.push_str(&format!("&worker={}", segment(&w)));
+                q.push_str(&format!("worker={}&", segment(&w)));
             }
-            let r = c.get(&q).await?;
+            let r = list(c, &q, "locks", &page, json_out).await?;
             show(&r, json_out, |r| {
                 print_list(
                     &r["locks"],
@@ -170,9 +176,9 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
             Ok(0)
         }
         Command::Dlq {
-            command: DlqCommand::List,
+            command: DlqCommand::List { page },
         } => {
-            let r = c.get("/v1/dlq").await?;
+            let r = list(c, "/v1/dlq?", "tasks", &page, json_out).await?;
             show(&r, json_out, |r| task_table(&r["tasks"]));
             Ok(0)
         }
@@ -211,6 +217,45 @@ pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i3
         Command::Plugins {
             command: PluginsCommand::Check { file },
         } => check_plugin(&file, json_out).await,
+    }
+}
+
+/// One page of a list endpoint (`path` ends in `?` or `&`), or every page with `--all`: the
+/// items under `key` and the `next_cursor` (always null with `--all`). In table output a next
+/// page is announced on stderr.
+async fn list(
+    c: &Client,
+    path: &str,
+    key: &str,
+    page: &PageArgs,
+    json_out: bool,
+) -> anyhow::Result<Value> {
+    let mut base = path.to_string();
+    if let Some(l) = page.limit {
+        base.push_str(&format!("limit={l}&"));
+    }
+    if let Some(o) = &page.order {
+        base.push_str(&format!("order={o}&"));
+    }
+    let mut cursor = page.cursor.clone();
+    let mut all = Vec::new();
+    loop {
+        let mut q = base.clone();
+        if let Some(cur) = &cursor {
+            q.push_str(&format!("cursor={}", segment(cur)));
+        }
+        let r = c.get(q.trim_end_matches(['&', '?'])).await?;
+        all.extend(r[key].as_array().cloned().unwrap_or_default());
+        let next = r["next_cursor"].as_str().map(str::to_string);
+        match next {
+            Some(n) if page.all => cursor = Some(n),
+            next => {
+                if let (Some(n), false) = (&next, json_out) {
+                    eprintln!("more: --cursor {n} (or --all)");
+                }
+                return Ok(json!({ key: all, "next_cursor": next }));
+            }
+        }
     }
 }
 
@@ -279,8 +324,8 @@ fn read_payload(arg: &str) -> anyhow::Result<Value> {
 }
 
 async fn submit(a: SubmitArgs, c: &Client, json_out: bool) -> anyhow::Result<i32> {
-    if let Some(file) = a.file {
-        return submit_file(&file, c, json_out).await;
+    if let Some(file) = &a.file {
+        return submit_file(file, &a, c, json_out).await;
     }
     let mut task = json!({ "type": a.task_type, "payload": read_payload(&a.payload)?, "priority": a.priority });
     if let Some(t) = a.timeout_ms {
@@ -298,63 +343,201 @@ async fn submit(a: SubmitArgs, c: &Client, json_out: bool) -> anyhow::Result<i32
         show(&r, json_out, |_| println!("{id}"));
         return Ok(0);
     }
+    let deadline = a.timeout.map(|t| (tokio::time::Instant::now() + t, t));
+    let t = match wait_for(c, &id, deadline).await? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    if t["status"] == "completed" {
+        show(&t, json_out, |t| {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&t["output"]).unwrap_or_default()
+            )
+        });
+        return Ok(0);
+    }
+    if json_out {
+        show(&t, true, |_| {});
+    }
+    eprintln!(
+        "error: task {id} is {}: {}",
+        cell(&t["status"]),
+        cell(&t["error"])
+    );
+    Ok(3)
+}
+
+/// Polls task `id` until it is completed, dead or cancelled: `Ok(task)`; or, past the
+/// deadline, says so on stderr and gives exit status 4 (`Err(4)`).
+async fn wait_for(
+    c: &Client,
+    id: &str,
+    deadline: Option<(tokio::time::Instant, Duration)>,
+) -> anyhow::Result<Result<Value, i32>> {
     loop {
-        let t = c.get(&format!("/v1/tasks/{}", segment(&id))).await?;
-        match t["status"].as_str() {
-            Some("completed") => {
-                show(&t, json_out, |t| {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&t["output"]).unwrap_or_default()
-                    )
-                });
-                return Ok(0);
-            }
-            Some("dead") | Some("cancelled") => {
-                if json_out {
-                    show(&t, true, |_| {});
-                }
-                eprintln!(
-                    "error: task {id} is {}: {}",
-                    cell(&t["status"]),
-                    cell(&t["error"])
-                );
-                return Ok(3);
-            }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        let t = c.get(&format!("/v1/tasks/{}", segment(id))).await?;
+        if matches!(
+            t["status"].as_str(),
+            Some("completed" | "dead" | "cancelled")
+        ) {
+            return Ok(Ok(t));
         }
+        if let Some((at, after)) = deadline
+            && tokio::time::Instant::now() >= at
+        {
+            eprintln!(
+                "error: timed out after {} waiting for task {id} (still {})",
+                humantime::format_duration(after),
+                cell(&t["status"])
+            );
+            return Ok(Err(4));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-async fn submit_file(path: &std::path::Path, c: &Client, json_out: bool) -> anyhow::Result<i32> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+/// Tasks per request of `submit --file`.
+const FILE_BATCH: usize = 500;
+
+/// `submit --file`: every line parsed, then every batch checked by the host (`dry_run`), and
+/// only then stored; a bad line is named and nothing is stored. Should a batch still fail while
+/// storing (the store went away), what was stored is said exactly.
+async fn submit_file(
+    path: &std::path::Path,
+    a: &SubmitArgs,
+    c: &Client,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let name = path.display();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
     let mut tasks = Vec::new();
+    let mut lines = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
+        let line = line.with_context(|| format!("{name}:{}: reading", n + 1))?;
         if line.trim().is_empty() {
             continue;
         }
         let v: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not valid JSON", path.display(), n + 1))?;
+            .with_context(|| format!("{name}:{}: not valid JSON; nothing was stored", n + 1))?;
+        if !v.is_object() {
+            bail!(
+                "{name}:{}: expected a task object like {{\"type\": ..., \"payload\": ...}}; nothing was stored",
+                n + 1
+            );
+        }
         tasks.push(v);
+        lines.push(n + 1);
     }
     if tasks.is_empty() {
-        bail!("{}: no tasks", path.display());
+        bail!("{name}: no tasks");
+    }
+    // The host checks every task exactly as it would store it, storing nothing.
+    for (b, chunk) in tasks.chunks(FILE_BATCH).enumerate() {
+        if let Err(e) = c
+            .post("/v1/tasks?dry_run=true", &json!({ "tasks": chunk }))
+            .await
+        {
+            bail!(
+                "{}; nothing was stored",
+                at_line(&e, &name.to_string(), &lines[b * FILE_BATCH..])
+            );
+        }
     }
     let bar = indicatif::ProgressBar::new(tasks.len() as u64);
     if json_out {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut ids = Vec::with_capacity(tasks.len());
-    for chunk in tasks.chunks(500) {
-        let r = c.post("/v1/tasks", &json!({ "tasks": chunk })).await?;
-        ids.extend(r["ids"].as_array().cloned().unwrap_or_default());
-        bar.inc(chunk.len() as u64);
+    let mut ids: Vec<String> = Vec::with_capacity(tasks.len());
+    for (b, chunk) in tasks.chunks(FILE_BATCH).enumerate() {
+        match c.post("/v1/tasks", &json!({ "tasks": chunk })).await {
+            Ok(r) => {
+                ids.extend(
+                    r["ids"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(str::to_string)),
+                );
+                bar.inc(chunk.len() as u64);
+            }
+            Err(e) => {
+                bar.finish_and_clear();
+                let stored = b * FILE_BATCH;
+                println!(
+                    "{}",
+                    json!({ "ids": ids, "stored_lines": &lines[..stored] })
+                );
+                let what = if stored == 0 {
+                    "nothing was stored".to_string()
+                } else {
+                    format!(
+                        "lines {}-{} ({stored} tasks, ids above) were stored, lines {} onwards were not",
+                        lines[0],
+                        lines[stored - 1],
+                        lines[stored]
+                    )
+                };
+                bail!(
+                    "{}; {what}",
+                    at_line(&e, &name.to_string(), &lines[stored..])
+                );
+            }
+        }
     }
     bar.finish_and_clear();
-    let r = json!({ "ids": ids });
-    show(&r, json_out, |_| println!("submitted {} tasks", ids.len()));
-    Ok(0)
+    if !a.wait {
+        let r = json!({ "ids": ids });
+        show(&r, json_out, |_| println!("submitted {} tasks", ids.len()));
+        return Ok(0);
+    }
+    let deadline = a.timeout.map(|t| (tokio::time::Instant::now() + t, t));
+    let mut done = Vec::with_capacity(ids.len());
+    let mut failed = 0;
+    for id in &ids {
+        match wait_for(c, id, deadline).await? {
+            Ok(t) => {
+                if t["status"] != "completed" {
+                    failed += 1;
+                    eprintln!(
+                        "error: task {id} is {}: {}",
+                        cell(&t["status"]),
+                        cell(&t["error"])
+                    );
+                }
+                done.push(t);
+            }
+            Err(code) => return Ok(code),
+        }
+    }
+    let r = json!({ "ids": ids, "tasks": done });
+    show(&r, json_out, |_| {
+        println!(
+            "{} tasks finished: {} completed, {failed} not",
+            ids.len(),
+            ids.len() - failed
+        )
+    });
+    Ok(if failed > 0 { 3 } else { 0 })
+}
+
+/// An API error about `tasks[i]` of a batch, retold as `FILE:LINE: ...` (`lines[i]` is the file
+/// line of the batch's task `i`).
+fn at_line(e: &anyhow::Error, file: &str, lines: &[usize]) -> String {
+    let Some(f) = e.downcast_ref::<ApiFailure>() else {
+        return format!("{file}: {e:#}");
+    };
+    let located = f.message.strip_prefix("tasks[").and_then(|rest| {
+        let (index, tail) = rest.split_once(']')?;
+        let line = lines.get(index.parse::<usize>().ok()?)?;
+        Some(format!(
+            "{file}:{line}: {} {}: {}",
+            f.status,
+            f.code,
+            tail.trim_start_matches(['.', ':', ' '])
+        ))
+    });
+    located.unwrap_or_else(|| format!("{file}: {e}"))
 }
 
 async fn memory(command: MemoryCommand, c: &Client, json_out: bool) -> anyhow::Result<i32> {
@@ -391,14 +574,17 @@ async fn memory(command: MemoryCommand, c: &Client, json_out: bool) -> anyhow::R
                 println!("version {}", cell(&r["version"]))
             });
         }
-        MemoryCommand::List { namespace, prefix } => {
-            let r = c
-                .get(&format!(
-                    "/v1/memory/{}?prefix={}",
-                    segment(&namespace),
-                    segment(&prefix)
-                ))
-                .await?;
+        MemoryCommand::List {
+            namespace,
+            prefix,
+            page,
+        } => {
+            let q = format!(
+                "/v1/memory/{}?prefix={}&",
+                segment(&namespace),
+                segment(&prefix)
+            );
+            let r = list(c, &q, "entries", &page, json_out).await?;
             show(&r, json_out, |r| {
                 print_list(
                     &r["entries"],

@@ -122,12 +122,28 @@ pub async fn until<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> O
     }
 }
 
+/// Every task of the default tenant, following the list's cursors (`query`, e.g.
+/// `order=asc&limit=7`, is added to each page's request).
+pub async fn all_tasks_with(c: &Client, query: &str) -> Vec<serde_json::Value> {
+    let mut tasks = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/tasks?{query}");
+        if let Some(cur) = &cursor {
+            path.push_str(&format!("&cursor={cur}"));
+        }
+        let page = c.get(&path).await.unwrap();
+        tasks.extend(page["tasks"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return tasks,
+        }
+    }
+}
+
 /// Every task of the default tenant.
 pub async fn all_tasks(c: &Client) -> Vec<serde_json::Value> {
-    c.get("/v1/tasks?limit=10000").await.unwrap()["tasks"]
-        .as_array()
-        .unwrap()
-        .clone()
+    all_tasks_with(c, "limit=1000").await
 }
 
 /// Waits until `worker` is running at least one task; returns the ids it runs.
