@@ -450,28 +450,59 @@ impl QueueStore for PgStore {
         let state = filter.state.map(TaskState::as_str);
         // LIMIT NULL is no limit.
         let limit = (filter.limit > 0).then_some(i64::from(filter.limit));
+        let (keyset, order) = match filter.order {
+            TaskOrder::Priority => ("", "priority DESC, seq"),
+            TaskOrder::Oldest => ("AND seq > $6", "seq"),
+            TaskOrder::Newest => ("AND seq < $6", "seq DESC"),
+        };
+        if filter.order == TaskOrder::Priority && filter.after.is_some() {
+            return Err(StoreError::Invalid(
+                "`after` pages only the oldest/newest orders".into(),
+            ));
+        }
         with_conn!(self, |c| {
+            let after_seq: Option<i64> = match &filter.after {
+                None => None,
+                Some(after) => {
+                    let row = c
+                        .query_opt(
+                            "SELECT seq FROM tasks WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)",
+                            &[after, &filter.tenant],
+                        )
+                        .await?;
+                    match row {
+                        Some(r) => Some(r.get(0)),
+                        None => {
+                            return Err(StoreError::Invalid(format!(
+                                "no task {after:?} to list after"
+                            ))
+                            .into());
+                        }
+                    }
+                }
+            };
+            let keyset = if after_seq.is_some() { keyset } else { "" };
             let stmt = c
                 .prepare_cached(&format!(
                     "SELECT {COLS} FROM tasks
                      WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR state = $2)
                        AND ($3::text IS NULL OR task_type = $3)
                        AND ($4::text IS NULL OR worker_id = $4)
-                     ORDER BY priority DESC, seq LIMIT $5::int8"
+                       {keyset}
+                     ORDER BY {order} LIMIT $5::int8"
                 ))
                 .await?;
-            let rows = c
-                .query(
-                    &stmt,
-                    &[
-                        &filter.tenant,
-                        &state,
-                        &filter.task_type,
-                        &filter.worker_id,
-                        &limit,
-                    ],
-                )
-                .await?;
+            let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                &filter.tenant,
+                &state,
+                &filter.task_type,
+                &filter.worker_id,
+                &limit,
+            ];
+            if let Some(seq) = &after_seq {
+                args.push(seq);
+            }
+            let rows = c.query(&stmt, &args).await?;
             Ok(rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?)
         })
     }

@@ -13,6 +13,7 @@
 //! needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency. This module only
 //! asserts behaviour through the contract; it must never look inside a backend.
 
+mod listing;
 mod locks;
 mod memory;
 mod queue;
@@ -22,6 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use listing::*;
 pub use locks::*;
 pub use memory::*;
 pub use queue::*;
@@ -62,6 +64,8 @@ pub async fn fresh(factory: &dyn StoreFactory) -> (Arc<dyn Store>, Arc<ManualClo
 macro_rules! conformance_tests {
     ($factory:expr) => {
         $crate::__conformance_cases!($factory;
+            keyset_pages_walk_every_task_once_in_both_orders,
+            a_keyset_anchor_must_exist_in_the_tenant,
             lock_is_granted_when_free_and_refused_while_held,
             lock_tokens_strictly_increase_across_grants,
             expired_lock_can_be_taken_over_by_another_owner,

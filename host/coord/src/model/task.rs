@@ -242,6 +242,25 @@ pub struct TaskFilter {
     pub worker_id: Option<String>,
     /// 0 = no limit.
     pub limit: u32,
+    /// Which way the listing runs.
+    pub order: TaskOrder,
+    /// Keyset paging (`Oldest`/`Newest` only): only tasks after this one (an id in the same
+    /// tenant) in `order`. Unknown ids are `StoreError::Invalid`. Each page is one index range
+    /// read, whatever the size of the history.
+    pub after: Option<String>,
+}
+
+/// Order of a task listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskOrder {
+    /// The queue's order: priority (desc), then submission order.
+    #[default]
+    Priority,
+    /// Submission order, oldest first.
+    Oldest,
+    /// Submission order, newest first.
+    Newest,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -604,27 +604,58 @@ impl QueueStore for SqliteStore {
 
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
         let f = filter.clone();
+        let (keyset, order) = match f.order {
+            TaskOrder::Priority => ("", "priority DESC, seq"),
+            TaskOrder::Oldest => (
+                "AND (?6 IS NULL OR seq > (SELECT seq FROM tasks WHERE id = ?6))",
+                "seq",
+            ),
+            TaskOrder::Newest => (
+                "AND (?6 IS NULL OR seq < (SELECT seq FROM tasks WHERE id = ?6))",
+                "seq DESC",
+            ),
+        };
+        if f.order == TaskOrder::Priority && f.after.is_some() {
+            return Err(StoreError::Invalid(
+                "`after` pages only the oldest/newest orders".into(),
+            ));
+        }
         self.read(move |tx, _| {
+            if let Some(after) = &f.after {
+                let known: bool = tx
+                    .query_row(
+                        "SELECT EXISTS(SELECT 1 FROM tasks WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2))",
+                        params![after, f.tenant],
+                        |r| r.get(0),
+                    )
+                    .map_err(map_err)?;
+                if !known {
+                    return Err(StoreError::Invalid(format!("no task {after:?} to list after")));
+                }
+            }
             let mut stmt = tx
                 .prepare_cached(&format!(
                     "SELECT {COLS} FROM tasks
                      WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR state = ?2)
                        AND (?3 IS NULL OR task_type = ?3) AND (?4 IS NULL OR worker_id = ?4)
-                     ORDER BY priority DESC, seq LIMIT ?5"
+                       {keyset}
+                     ORDER BY {order} LIMIT ?5"
                 ))
                 .map_err(map_err)?;
             let limit: i64 = if f.limit == 0 { -1 } else { f.limit as i64 };
+            let state = f.state.map(TaskState::as_str);
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![
+                &f.tenant,
+                &state,
+                &f.task_type,
+                &f.worker_id,
+                &limit,
+            ];
+            if !keyset.is_empty() {
+                args.push(&f.after);
+            }
             let rows = stmt
-                .query_map(
-                    params![
-                        f.tenant,
-                        f.state.map(TaskState::as_str),
-                        f.task_type,
-                        f.worker_id,
-                        limit
-                    ],
-                    row_to_raw,
-                )
+                .query_map(args.as_slice(), row_to_raw)
                 .map_err(map_err)?;
             rows.map(|r| decode(r.map_err(map_err)?)).collect()
         })

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sentinel_coord::model::*;
-use sentinel_coord::{Clock, QueueStore, StoreResult, Topic};
+use sentinel_coord::{Clock, QueueStore, StoreError, StoreResult, Topic};
 
 use crate::doc::Doc;
 use crate::issues::Issues;
@@ -268,7 +268,34 @@ impl QueueStore for GithubQueue {
                     .is_none_or(|w| Some(w) == r.worker_id.as_ref())
             })
             .collect();
-        recs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)));
+        match filter.order {
+            TaskOrder::Priority => {
+                if filter.after.is_some() {
+                    return Err(StoreError::Invalid(
+                        "`after` pages only the oldest/newest orders".into(),
+                    ));
+                }
+                recs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)));
+            }
+            TaskOrder::Oldest => recs.sort_by_key(|r| r.seq),
+            TaskOrder::Newest => recs.sort_by_key(|r| std::cmp::Reverse(r.seq)),
+        }
+        if let Some(after) = &filter.after {
+            let Some(anchor) = st
+                .tasks
+                .values()
+                .find(|r| r.id == *after && filter.tenant.as_ref().is_none_or(|t| *t == r.tenant))
+            else {
+                return Err(StoreError::Invalid(format!(
+                    "no task {after:?} to list after"
+                )));
+            };
+            let seq = anchor.seq;
+            recs.retain(|r| match filter.order {
+                TaskOrder::Newest => r.seq < seq,
+                _ => r.seq > seq,
+            });
+        }
         if filter.limit > 0 {
             recs.truncate(filter.limit as usize);
         }

@@ -3,8 +3,9 @@
 //!
 //! The cursor is the base64 (URL-safe) of the last item's sort key; a page holds the items
 //! strictly after it in the page's order, so a walk sees every item present throughout exactly
-//! once even while others are added. The store offers no keyset pagination yet, so the key
-//! filter and the sort happen here over what the store lists (see `apply`).
+//! once even while others are added. Tasks are paged by the store itself (a keyset range on
+//! submission order; the cursor is the last task's id); the smaller lists (workers, locks,
+//! memory keys) are sorted and cut here by `apply`.
 
 use base64::Engine as _;
 use sentinel_coord::model::limits::LIST_LIMIT;
@@ -87,12 +88,6 @@ impl Page {
     }
 }
 
-/// A time and a unique id as one key that sorts like the pair.
-pub fn time_key(ms: i64, id: &str) -> String {
-    // i64 → u64 preserving order, zero-padded so that text order is number order.
-    format!("{:020}/{id}", (ms as u64) ^ (1 << 63))
-}
-
 pub fn encode_cursor(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
 }
@@ -150,7 +145,5 @@ mod tests {
             "INVALID_CURSOR"
         );
         assert!(Page::parse(None, None, Some("sideways"), true).is_err());
-        assert!(time_key(-1, "a") < time_key(0, "a"));
-        assert!(time_key(9, "z") < time_key(10, "a"));
     }
 }

@@ -11,11 +11,11 @@ use sentinel_coord::model::limits::{
     BATCH_TASKS, MAX_METADATA_ENTRIES, MAX_NAME_BYTES, MAX_REFERENCES, MAX_RETRIES, PRIORITY,
     TASK_TIMEOUT_MS,
 };
-use sentinel_coord::model::{Affinity, NewTask, Task, TaskFilter, TaskState};
+use sentinel_coord::model::{Affinity, NewTask, Task, TaskFilter, TaskOrder, TaskState};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Body, NoBody, Path, Query};
-use super::page::{Page, time_key};
+use super::page::{Page, encode_cursor};
 use super::{ApiError, Int, from_value, in_range, iso, name_len, parse_value, tenant};
 use crate::node::NodeState;
 
@@ -427,11 +427,9 @@ pub async fn dead_letters(
     list_tasks(&s, &headers, Some(TaskState::Dead), q).await
 }
 
-/// One page of tasks, ordered by creation time then id.
-///
-/// The store lists by priority and has no keyset filter, so every matching task is read and
-/// the page is cut here; a store-side `(created_at, id)` cursor would make this one indexed
-/// range read.
+/// One page of tasks in submission order (newest first by default), read by the store as one
+/// keyset range: the cursor is the last task's id, and the page costs the same however long
+/// the history is.
 async fn list_tasks(
     s: &NodeState,
     headers: &HeaderMap,
@@ -444,10 +442,27 @@ async fn list_tasks(
         state,
         task_type: q.task_type,
         worker_id: q.worker,
-        limit: 0,
+        // One more than the page: whether there is a next page, without a count.
+        limit: page.limit as u32 + 1,
+        order: if page.descending {
+            TaskOrder::Newest
+        } else {
+            TaskOrder::Oldest
+        },
+        after: page.after.clone(),
     };
-    let all = s.store.list_tasks(&filter).await?;
-    let (tasks, next) = page.apply(all, |t| time_key(t.created_at, &t.id));
+    let mut tasks = s.store.list_tasks(&filter).await.map_err(|e| match e {
+        sentinel_coord::StoreError::Invalid(_) if page.after.is_some() => ApiError::bad_request(
+            "INVALID_CURSOR",
+            "cursor: its task no longer exists (start again without a cursor)",
+        ),
+        other => ApiError::from(other),
+    })?;
+    let more = tasks.len() > page.limit;
+    tasks.truncate(page.limit);
+    let next = more
+        .then(|| tasks.last().map(|t| encode_cursor(&t.id)))
+        .flatten();
     let tasks: Vec<TaskView> = tasks.into_iter().map(|t| TaskView::new(t, None)).collect();
     Ok(Json(
         serde_json::json!({ "tasks": tasks, "next_cursor": next }),
