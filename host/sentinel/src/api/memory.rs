@@ -45,7 +45,8 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = tenant(&s, &headers)?;
     s.metrics.memory_ops.with_label_values(&["list"]).inc();
-    let entries = s.store.memory_list(&tenant, &ns, &q.prefix).await?;
+    let limit = sentinel_coord::model::limits::LIST_LIMIT.max as u32;
+    let entries = s.store.memory_list(&tenant, &ns, &q.prefix, limit).await?;
     Ok(Json(
         serde_json::json!({ "entries": entries.iter().map(entry_json).collect::<Vec<_>>() }),
     ))
