@@ -14,6 +14,7 @@ fn claim_req(limit: u32) -> ClaimRequest {
         tenants: None,
         limit,
         lease_ms: 60_000,
+        incarnation: 0,
     }
 }
 

@@ -1,7 +1,9 @@
-//! HeartbeatMonitor (seeds 000/001): periodic heartbeats that also extend the worker's task
-//! leases; stale-worker detection; recovery (release the dead worker's locks, requeue its running
-//! tasks, leave it offline). [`Maintenance`] runs the fleet-wide chores on exactly one elected
-//! worker at a time, holding a lease lock; it must never run them without holding that lock.
+//! HeartbeatMonitor (seeds 000/001): periodic heartbeats that also extend the leases of the tasks
+//! this process (its incarnation) claimed; stale-worker detection, each worker judged by its own
+//! announced threshold; recovery (release the dead worker's locks, requeue its running tasks,
+//! leave it offline). [`Maintenance`] runs the fleet-wide chores on exactly one elected worker at
+//! a time, holding a lease lock; it must never run them without holding that lock. Each chore is
+//! independent: one that fails is logged and reported, and the others still run.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,15 +55,20 @@ impl HeartbeatMonitor {
         &self.config
     }
 
-    /// Seed `sendHeartbeat`: refreshes the worker's heartbeat and the leases of its tasks.
+    /// Seed `sendHeartbeat`: refreshes the worker's heartbeat and the leases of the tasks this
+    /// incarnation claimed. `NotFound` (and no lease extended) if the worker is unknown or a newer
+    /// incarnation replaced this one.
     pub async fn send_heartbeat(
         &self,
         worker_id: &str,
+        incarnation: u64,
         info: &HeartbeatInfo,
     ) -> Result<(), WorkerError> {
-        self.registry.heartbeat(worker_id, info).await?;
+        self.registry
+            .heartbeat(worker_id, incarnation, info)
+            .await?;
         self.store
-            .extend_worker_leases(worker_id, self.lease_ms)
+            .extend_worker_leases(worker_id, incarnation, self.lease_ms)
             .await
             .map_err(|source| WorkerError::Store {
                 worker_id: worker_id.to_string(),
@@ -72,7 +79,7 @@ impl HeartbeatMonitor {
 
     /// Seed `start`: heartbeats every `interval_ms` until [`stop`](Self::stop). A failed
     /// heartbeat is logged and retried on the next tick rather than ending the loop.
-    pub fn start(self: &Arc<Self>, worker_id: &str, source: HeartbeatSource) {
+    pub fn start(self: &Arc<Self>, worker_id: &str, incarnation: u64, source: HeartbeatSource) {
         let me = Arc::clone(self);
         let id = worker_id.to_string();
         let every = Duration::from_millis(self.config.interval_ms.max(1));
@@ -81,7 +88,7 @@ impl HeartbeatMonitor {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                if let Err(e) = me.send_heartbeat(&id, &source()).await {
+                if let Err(e) = me.send_heartbeat(&id, incarnation, &source()).await {
                     tracing::warn!(worker_id = %id, error = %e, "heartbeat failed");
                 }
             }
@@ -102,17 +109,23 @@ impl HeartbeatMonitor {
         }
     }
 
-    /// Seed `checkStaleWorkers`: marks workers with heartbeats older than the stale threshold
-    /// offline and, if recovery is enabled, recovers each. Returns their ids.
+    /// Seed `checkStaleWorkers`: marks offline every worker whose heartbeat is older than its
+    /// own announced threshold (never less than two of its intervals nor
+    /// [`MIN_STALE_THRESHOLD_MS`]; this node's own threshold plays no part) and, if recovery is
+    /// enabled, recovers each. Returns their ids. A recovery that fails is logged and left to the
+    /// reaper (the worker's leases still expire); it does not stop the others.
     pub async fn check_stale_workers(&self) -> Result<Vec<String>, WorkerError> {
-        let stale = self
-            .registry
-            .mark_stale(self.config.stale_threshold_ms as i64)
-            .await?;
+        let stale = self.registry.mark_stale(MIN_STALE_THRESHOLD_MS).await?;
         if self.config.recovery_enabled {
             for id in &stale {
-                let r = self.recover_worker(id).await?;
-                tracing::warn!(worker_id = %id, locks = r.locks_released, tasks = r.tasks_requeued, "recovered stale worker");
+                match self.recover_worker(id).await {
+                    Ok(r) => {
+                        tracing::warn!(worker_id = %id, locks = r.locks_released, tasks = r.tasks_requeued, "recovered stale worker")
+                    }
+                    Err(e) => {
+                        tracing::error!(worker_id = %id, error = %e, "recovering a stale worker failed")
+                    }
+                }
             }
         }
         Ok(stale)
@@ -162,6 +175,8 @@ pub struct MaintenanceReport {
     pub reaped: ReapReport,
     pub stale_locks: u64,
     pub expired_memory: u64,
+    /// Chores that failed this round, as "chore: error" (each was logged; the others ran).
+    pub failed: Vec<String>,
 }
 
 /// Key of the leader lock in [`SYSTEM_TENANT`].
@@ -203,7 +218,9 @@ impl Maintenance {
     /// The leader lock outlives a few missed rounds so a slow round does not flap leadership,
     /// yet a dead leader is replaced within three periods.
     fn lease_ms(&self) -> u64 {
-        self.period_ms() * 3
+        self.period_ms()
+            .saturating_mul(3)
+            .min(limits::LOCK_TTL_MS.max as u64)
     }
 
     /// Holds or takes the leader lock; `true` if this node leads for the next period.
@@ -245,27 +262,53 @@ impl Maintenance {
         if !self.ensure_leader().await? {
             return Ok(None);
         }
-        let stale_workers = self
-            .monitor
-            .check_stale_workers()
-            .await
-            .map_err(|e| match e {
-                WorkerError::Store { source, .. } => source,
-                other => StoreError::Backend(other.to_string()),
-            })?;
-        let reaped = self.store.reap_expired(&self.queue.retry).await?;
-        let stale_locks = self.store.cleanup_stale_locks().await?;
-        let expired_memory = self.store.memory_purge_expired().await?;
-        let now = self.store.now().await?;
-        self.store
-            .memory_prune_changes(now - self.memory.change_retention_ms)
-            .await?;
-        Ok(Some(MaintenanceReport {
-            stale_workers,
-            reaped,
-            stale_locks,
-            expired_memory,
-        }))
+        let mut report = MaintenanceReport::default();
+        let mut failed = |chore: &str, e: &dyn std::fmt::Display| {
+            tracing::error!(chore, error = %e, "maintenance chore failed; the others still run");
+            report.failed.push(format!("{chore}: {e}"));
+        };
+        let stale_workers = self.monitor.check_stale_workers().await;
+        let reaped = self.store.reap_expired(&self.queue.retry).await;
+        let stale_locks = self.store.cleanup_stale_locks().await;
+        let expired_memory = self.store.memory_purge_expired().await;
+        let pruned = match self.store.now().await {
+            Ok(now) => {
+                self.store
+                    .memory_prune_changes(now.saturating_sub(self.memory.change_retention_ms))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let stale_workers = stale_workers.unwrap_or_else(|e| {
+            failed("stale workers", &e);
+            Vec::new()
+        });
+        let reaped = reaped.unwrap_or_else(|e| {
+            failed("reap expired tasks", &e);
+            ReapReport::default()
+        });
+        let stale_locks = stale_locks.unwrap_or_else(|e| {
+            failed("stale locks", &e);
+            0
+        });
+        let expired_memory = expired_memory.unwrap_or_else(|e| {
+            failed("expired memory", &e);
+            0
+        });
+        if let Err(e) = pruned {
+            failed("prune memory changes", &e);
+        }
+        if reaped.skipped > 0 {
+            tracing::error!(
+                skipped = reaped.skipped,
+                "the reaper skipped undecodable task records"
+            );
+        }
+        report.stale_workers = stale_workers;
+        report.reaped = reaped;
+        report.stale_locks = stale_locks;
+        report.expired_memory = expired_memory;
+        Ok(Some(report))
     }
 
     /// Runs a round every check interval until the handle is aborted.

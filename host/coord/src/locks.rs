@@ -42,8 +42,13 @@ impl LockManager {
         owner: &str,
         metadata: serde_json::Value,
     ) -> Result<Option<Lock>, LockError> {
-        self.acquire_with_ttl(key, owner, metadata, self.config.ttl_seconds * 1000)
-            .await
+        self.acquire_with_ttl(
+            key,
+            owner,
+            metadata,
+            self.config.ttl_seconds.saturating_mul(1000),
+        )
+        .await
     }
 
     pub async fn acquire_with_ttl(
@@ -99,7 +104,8 @@ impl LockManager {
 
     /// Extends the grant by the configured TTL.
     pub async fn renew(&self, lock: &Lock) -> Result<Lock, LockError> {
-        self.renew_for(lock, self.config.ttl_seconds * 1000).await
+        self.renew_for(lock, self.config.ttl_seconds.saturating_mul(1000))
+            .await
     }
 
     pub async fn renew_for(&self, lock: &Lock, ttl_ms: u64) -> Result<Lock, LockError> {

@@ -332,23 +332,46 @@ impl MemorySync {
         Ok(deleted)
     }
 
-    /// Seed `list(namespace, prefix)`: keys, sorted. Always read from the store.
+    /// Seed `list(namespace, prefix)`: keys, sorted. Always read from the store, a page at a
+    /// time and without the values.
     pub async fn list(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, SyncError> {
-        Ok(self
-            .entries(namespace, prefix)
-            .await?
-            .into_iter()
-            .map(|e| e.key)
-            .collect())
+        let page = crate::model::limits::LIST_LIMIT.max as u32;
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let next = self
+                .list_page(namespace, prefix, keys.last().map(String::as_str), page)
+                .await?;
+            let done = next.len() < page as usize;
+            keys.extend(next);
+            if done {
+                return Ok(keys);
+            }
+        }
     }
 
+    /// Keys after `after` (the previous page's last key), sorted, at most `limit`.
+    pub async fn list_page(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, SyncError> {
+        self.store
+            .memory_list_keys(&self.tenant, namespace, prefix, after, limit)
+            .await
+            .map_err(sync_err(namespace))
+    }
+
+    /// The first `limit` live entries whose key starts with `prefix`, sorted by key.
     pub async fn entries(
         &self,
         namespace: &str,
         prefix: &str,
+        limit: u32,
     ) -> Result<Vec<MemoryEntry>, SyncError> {
         self.store
-            .memory_list(&self.tenant, namespace, prefix)
+            .memory_list(&self.tenant, namespace, prefix, limit)
             .await
             .map_err(sync_err(namespace))
     }
@@ -371,7 +394,9 @@ impl MemorySync {
             c.generation
         };
         if let Some(ns) = namespace {
-            for e in self.entries(ns, "").await? {
+            // Only as many as the cache can hold: reloading more would just evict them again.
+            let room = self.config.cache_size.min(u32::MAX as usize) as u32;
+            for e in self.entries(ns, "", room).await? {
                 let key = e.key.clone();
                 self.remember(ns, &key, Some(e), generation);
             }

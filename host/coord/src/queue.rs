@@ -79,6 +79,7 @@ impl Queue {
             tenants: None,
             limit,
             lease_ms: self.config.lease_ms,
+            incarnation: 0,
         }
     }
 

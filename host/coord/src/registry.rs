@@ -67,28 +67,44 @@ impl WorkerRegistry {
         found.then_some(()).ok_or_else(|| not_found(worker_id))
     }
 
+    /// An operator's update: applies whichever incarnation is registered.
     pub async fn update_status(
         &self,
         worker_id: &str,
         status: WorkerStatus,
         capacity: Option<CapacityUpdate>,
     ) -> Result<(), WorkerError> {
+        self.update_own_status(worker_id, None, status, capacity)
+            .await
+    }
+
+    /// A worker's update of its own record: `NotFound` if `incarnation` was replaced (a newer
+    /// process registered under the same id), so a stale process never overwrites its successor.
+    pub async fn update_own_status(
+        &self,
+        worker_id: &str,
+        incarnation: Option<u64>,
+        status: WorkerStatus,
+        capacity: Option<CapacityUpdate>,
+    ) -> Result<(), WorkerError> {
         let found = self
             .store
-            .update_worker_status(worker_id, status, capacity.as_ref())
+            .update_worker_status(worker_id, incarnation, status, capacity.as_ref())
             .await
             .map_err(store_err(worker_id))?;
         found.then_some(()).ok_or_else(|| not_found(worker_id))
     }
 
+    /// `NotFound` if the worker is unknown or `incarnation` is no longer the registered one.
     pub async fn heartbeat(
         &self,
         worker_id: &str,
+        incarnation: u64,
         info: &HeartbeatInfo,
     ) -> Result<(), WorkerError> {
         let found = self
             .store
-            .record_heartbeat(worker_id, info)
+            .record_heartbeat(worker_id, incarnation, info)
             .await
             .map_err(store_err(worker_id))?;
         found.then_some(()).ok_or_else(|| not_found(worker_id))
@@ -136,10 +152,11 @@ impl WorkerRegistry {
             .collect())
     }
 
-    /// Seed `markStale`: workers whose heartbeat is at least `threshold_ms` old become offline.
-    pub async fn mark_stale(&self, threshold_ms: i64) -> Result<Vec<String>, WorkerError> {
+    /// Seed `markStale`: workers whose heartbeat is older than their own stale threshold (at
+    /// least `floor_ms`, see [`WorkerRecord::stale_after_ms`]) become offline.
+    pub async fn mark_stale(&self, floor_ms: i64) -> Result<Vec<String>, WorkerError> {
         self.store
-            .mark_stale_workers(threshold_ms)
+            .mark_stale_workers(floor_ms)
             .await
             .map_err(store_err("*"))
     }

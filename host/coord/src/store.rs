@@ -27,6 +27,8 @@ pub enum Topic {
 pub trait LockStore: Send + Sync {
     /// Grants the lock if it is free or expired, with a fresh fencing token; `None` if another
     /// unexpired grant holds it (including one held by the same owner: locks are not reentrant).
+    /// A `ttl_ms` outside [`crate::model::limits::LOCK_TTL_MS`] is `StoreError::Invalid` (also on
+    /// renew).
     async fn acquire_lock(&self, req: &LockRequest) -> StoreResult<Option<Lock>>;
     /// Ends the grant `(owner, token)`. `NotFound` if no lock, `InvalidOwner` if held by another
     /// owner or grant, `Expired` if this grant's TTL has passed.
@@ -59,20 +61,31 @@ pub trait LockStore: Send + Sync {
 #[async_trait]
 pub trait RegistryStore: Send + Sync {
     /// Inserts or replaces the worker: status active, registered and heartbeat now, stats kept
-    /// if it was already known.
+    /// if it was already known, incarnation and thresholds as announced. In the same
+    /// transaction, every task of this worker id still running under another incarnation is
+    /// requeued at once (dead if out of attempts), its error naming the restart: that process is
+    /// gone, and its leases with it.
     async fn register_worker(&self, reg: &WorkerRegistration) -> StoreResult<WorkerRecord>;
     /// `false` if unknown.
     async fn deregister_worker(&self, worker_id: &str) -> StoreResult<bool>;
-    /// `false` if unknown.
+    /// `false` if unknown, or if `incarnation` is given and is not the registered one (a
+    /// replaced process must not overwrite its successor). `None` is an operator's update.
     async fn update_worker_status(
         &self,
         worker_id: &str,
+        incarnation: Option<u64>,
         status: WorkerStatus,
         capacity: Option<&CapacityUpdate>,
     ) -> StoreResult<bool>;
     /// Sets the heartbeat to now and stores the health data; an offline worker that heartbeats
-    /// is evidently alive and becomes active again. `false` if unknown.
-    async fn record_heartbeat(&self, worker_id: &str, info: &HeartbeatInfo) -> StoreResult<bool>;
+    /// is evidently alive and becomes active again. `false` (and nothing changes) if unknown or
+    /// if `incarnation` is not the registered one: a replaced process cannot revive the record.
+    async fn record_heartbeat(
+        &self,
+        worker_id: &str,
+        incarnation: u64,
+        info: &HeartbeatInfo,
+    ) -> StoreResult<bool>;
     /// `false` if unknown.
     async fn record_task_outcome(
         &self,
@@ -83,9 +96,11 @@ pub trait RegistryStore: Send + Sync {
     async fn get_worker(&self, worker_id: &str) -> StoreResult<Option<WorkerRecord>>;
     /// Every worker, ordered by id. Filtering happens above (see [`WorkerFilter::matches`]).
     async fn list_workers(&self) -> StoreResult<Vec<WorkerRecord>>;
-    /// Marks offline every non-offline worker whose heartbeat is at least `threshold_ms` old;
-    /// returns their ids (sorted).
-    async fn mark_stale_workers(&self, threshold_ms: i64) -> StoreResult<Vec<String>>;
+    /// Marks offline every non-offline worker whose heartbeat is at least its own
+    /// [`WorkerRecord::stale_after_ms`]`(floor_ms)` old (its announced threshold, at least two of
+    /// its heartbeat intervals and at least `floor_ms`); returns their ids (sorted). A record
+    /// that cannot be decoded is skipped (and logged), never fails the sweep.
+    async fn mark_stale_workers(&self, floor_ms: i64) -> StoreResult<Vec<String>>;
 }
 
 #[async_trait]
@@ -108,13 +123,25 @@ pub trait MemoryStore: Send + Sync {
         key: &str,
         writer: &str,
     ) -> StoreResult<bool>;
-    /// Live entries whose key starts with `prefix`, ordered by key.
+    /// Live entries whose key starts with `prefix`, ordered by key, at most `limit` (the first
+    /// ones).
     async fn memory_list(
         &self,
         tenant: &str,
         namespace: &str,
         prefix: &str,
+        limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>>;
+    /// Keys of live entries starting with `prefix` and greater than `after` (a page cursor: the
+    /// last key of the previous page), ordered, at most `limit`. Values are not loaded.
+    async fn memory_list_keys(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>>;
     /// The sequence number of the latest change (0 if none). Changes after it are "new".
     async fn memory_seq(&self) -> StoreResult<u64>;
     /// Changes with `seq > after`, in order, at most `limit`; `tenant = None` means all tenants.
@@ -124,7 +151,8 @@ pub trait MemoryStore: Send + Sync {
         after: u64,
         limit: u32,
     ) -> StoreResult<Vec<ChangeEvent>>;
-    /// Turns expired entries into deletions, appending `Expire` changes; returns how many.
+    /// Turns expired entries into deletions, appending `Expire` changes; returns how many. An
+    /// entry that cannot be decoded is skipped (and logged), never fails the sweep.
     async fn memory_purge_expired(&self) -> StoreResult<u64>;
     /// Drops change-log entries older than `before_ms`; returns how many.
     async fn memory_prune_changes(&self, before_ms: i64) -> StoreResult<u64>;
@@ -133,12 +161,13 @@ pub trait MemoryStore: Send + Sync {
 #[async_trait]
 pub trait QueueStore: Send + Sync {
     /// Inserts all tasks in one transaction or none; returns their ids in order. Unknown
-    /// dependencies are `StoreError::Invalid`; a task whose dependency is already dead or
+    /// dependencies and numbers outside [`crate::model::limits`] are `StoreError::Invalid`; a task whose dependency is already dead or
     /// cancelled is inserted dead.
     async fn enqueue(&self, tasks: &[NewTask]) -> StoreResult<Vec<String>>;
     /// Atomically leases up to `limit` claimable tasks to the worker: pending, or failed with
     /// `run_at` reached; every dependency completed; affinity satisfied; highest priority first,
-    /// FIFO within a priority. Each claim increments `attempt` and `fence`.
+    /// FIFO within a priority. Each claim increments `attempt` and `fence`; the lease belongs
+    /// to `req.incarnation`. A `lease_ms` outside its range is `StoreError::Invalid`.
     async fn claim(&self, req: &ClaimRequest) -> StoreResult<Vec<Task>>;
     /// Extends a running task's lease if `fence` is current; returns the new expiry.
     async fn renew_lease(
@@ -147,8 +176,14 @@ pub trait QueueStore: Send + Sync {
         fence: u64,
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>>;
-    /// Extends the lease of every task the worker is running (heartbeat piggyback).
-    async fn extend_worker_leases(&self, worker_id: &str, lease_ms: u64) -> StoreResult<u64>;
+    /// Extends the lease of every task the worker's `incarnation` is running (heartbeat
+    /// piggyback); tasks claimed by another incarnation of the same id are left alone.
+    async fn extend_worker_leases(
+        &self,
+        worker_id: &str,
+        incarnation: u64,
+        lease_ms: u64,
+    ) -> StoreResult<u64>;
     /// Records outputs, one settlement per completion, all in one transaction. Only a running
     /// task with the presented fence completes. Updates the worker's stats.
     async fn complete(&self, completions: &[Completion]) -> StoreResult<Vec<Settlement>>;
@@ -172,7 +207,8 @@ pub trait QueueStore: Send + Sync {
     /// how many were touched.
     async fn requeue_worker_tasks(&self, worker_id: &str) -> StoreResult<u64>;
     /// Running tasks whose lease expired are requeued; those past their deadline fail (retry or
-    /// dead per `policy`).
+    /// dead per `policy`). A task that cannot be decoded is skipped (and logged), never fails the
+    /// sweep for the others.
     async fn reap_expired(&self, policy: &RetryPolicy) -> StoreResult<ReapReport>;
 }
 

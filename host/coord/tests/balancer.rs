@@ -139,6 +139,9 @@ fn reg(id: &str, max: u32, types: &[&str]) -> WorkerRegistration {
             ..Default::default()
         },
         metadata: serde_json::Value::Null,
+        incarnation: 0,
+        heartbeat_interval_ms: 0,
+        stale_threshold_ms: 0,
     }
 }
 
@@ -219,6 +222,7 @@ async fn candidates_are_filtered_before_the_strategy_sees_them() {
             tenants: None,
             limit: 1,
             lease_ms: 1000,
+            incarnation: 0,
         })
         .await
         .unwrap();
@@ -286,6 +290,7 @@ async fn load_distribution_and_rebalance_of_stranded_work() {
         tenants: None,
         limit: 2,
         lease_ms: 3_600_000,
+        incarnation: 0,
     })
     .await
     .unwrap();

@@ -60,6 +60,7 @@ async fn every_submit_wakes_the_other_handles_workers() {
             tenants: None,
             limit: 1,
             lease_ms: 1000,
+            incarnation: 0,
         };
         assert_eq!(b.claim(&req).await.unwrap().len(), 1);
     }

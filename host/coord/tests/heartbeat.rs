@@ -53,6 +53,10 @@ fn reg(id: &str) -> WorkerRegistration {
         capacity: WorkerCapacity::with_max(4),
         capabilities: WorkerCapabilities::default(),
         metadata: serde_json::Value::Null,
+        incarnation: 0,
+        // What HeartbeatConfig::fast(1_000) promises.
+        heartbeat_interval_ms: 1_000,
+        stale_threshold_ms: 2_000,
     }
 }
 
@@ -78,7 +82,7 @@ async fn killed_workers_task_is_requeued_with_attempt_plus_one_and_its_locks_rel
     for _ in 0..2 {
         f.clock.advance_ms(1_000);
         f.monitor
-            .send_heartbeat("alive", &HeartbeatInfo::default())
+            .send_heartbeat("alive", 0, &HeartbeatInfo::default())
             .await
             .unwrap();
     }
@@ -128,6 +132,7 @@ async fn heartbeats_keep_a_long_task_leased() {
         f.monitor
             .send_heartbeat(
                 "w",
+                0,
                 &HeartbeatInfo {
                     active_tasks: Some(1),
                     ..Default::default()
@@ -223,6 +228,7 @@ async fn automatic_heartbeats_run_until_stopped() {
     let first = registry.get("w").await.unwrap().unwrap().last_heartbeat;
     monitor.start(
         "w",
+        0,
         Arc::new(|| HeartbeatInfo {
             load: Some(0.25),
             ..Default::default()

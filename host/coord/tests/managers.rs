@@ -99,6 +99,9 @@ fn reg(id: &str, max: u32, types: &[&str]) -> WorkerRegistration {
             supported_task_types: types.iter().map(|s| s.to_string()).collect(),
         },
         metadata: serde_json::Value::Null,
+        incarnation: 0,
+        heartbeat_interval_ms: 0,
+        stale_threshold_ms: 0,
     }
 }
 
@@ -118,7 +121,9 @@ async fn registry_health_follows_heartbeat_age_thresholds() {
     assert_eq!(r.health("w").await.unwrap(), HealthState::Degraded);
     clock.advance_ms(5_000);
     assert_eq!(r.health("w").await.unwrap(), HealthState::Unhealthy);
-    r.heartbeat("w", &HeartbeatInfo::default()).await.unwrap();
+    r.heartbeat("w", 0, &HeartbeatInfo::default())
+        .await
+        .unwrap();
     assert_eq!(r.health("w").await.unwrap(), HealthState::Healthy);
 }
 
@@ -156,7 +161,9 @@ async fn registry_discovery_filters_combine() {
     };
     assert_eq!(ids(r.list(&roomy).await.unwrap()), ["builder"]);
     clock.advance_ms(11 * 60_000);
-    r.heartbeat("any", &HeartbeatInfo::default()).await.unwrap();
+    r.heartbeat("any", 0, &HeartbeatInfo::default())
+        .await
+        .unwrap();
     let healthy = WorkerFilter {
         health: Some(vec![HealthState::Healthy]),
         ..Default::default()
@@ -216,12 +223,12 @@ async fn queue_applies_configured_defaults_and_tenant() {
         .submit(
             NewTask::new("job", "y")
                 .with_max_retries(1)
-                .with_timeout_ms(0),
+                .with_timeout_ms(1),
         )
         .await
         .unwrap();
     let t = q.get(&explicit).await.unwrap().unwrap();
-    assert_eq!((t.max_retries, t.timeout_ms), (1, 0));
+    assert_eq!((t.max_retries, t.timeout_ms), (1, 1));
     assert_eq!(
         q.result(&id).await.unwrap(),
         None,

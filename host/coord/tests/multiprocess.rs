@@ -332,6 +332,7 @@ async fn child_entry() {
                 tenants: None,
                 limit: 25,
                 lease_ms: 300,
+                incarnation: 0,
             };
             let got = store.claim(&req).await.unwrap();
             assert!(!got.is_empty());
@@ -350,6 +351,7 @@ async fn child_entry() {
                     tenants: None,
                     limit: 16,
                     lease_ms: 10_000,
+                    incarnation: 0,
                 };
                 let batch = store.claim(&req).await.unwrap();
                 if batch.is_empty() {

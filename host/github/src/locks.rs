@@ -335,6 +335,7 @@ impl GithubLocks {
 #[async_trait]
 impl LockStore for GithubLocks {
     async fn acquire_lock(&self, req: &LockRequest) -> StoreResult<Option<Lock>> {
+        req.validate()?;
         let name = lock_ref(&req.tenant, &req.key);
         let turn = self.turn(&name);
         let _t = turn.lock().await;
@@ -413,6 +414,7 @@ impl LockStore for GithubLocks {
         token: u64,
         ttl_ms: u64,
     ) -> Result<Lock, LockError> {
+        sentinel_coord::model::validate_lock_ttl(ttl_ms).map_err(StoreError::from)?;
         self.change_grant(
             tenant,
             key,

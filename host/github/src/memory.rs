@@ -151,6 +151,11 @@ impl GithubMemory {
     }
 }
 
+/// A key's next version, saturating at the largest every backend's column holds.
+fn next_version(v: u64) -> u64 {
+    v.saturating_add(1).min(i64::MAX as u64)
+}
+
 #[async_trait]
 impl MemoryStore for GithubMemory {
     async fn memory_set(&self, write: &MemoryWrite) -> StoreResult<WriteOutcome> {
@@ -159,6 +164,7 @@ impl MemoryStore for GithubMemory {
                 "namespace and key must be non-empty".into(),
             ));
         }
+        write.validate()?;
         let w = write;
         let clock = self.clock.clone();
         let out = self
@@ -203,7 +209,7 @@ impl MemoryStore for GithubMemory {
                     key: w.key.clone(),
                     deleted: false,
                     value: w.value.clone(),
-                    version: cur.as_ref().map_or(0, |c| c.version) + 1,
+                    version: next_version(cur.as_ref().map_or(0, |c| c.version)),
                     timestamp: ts,
                     writer: w.writer.clone(),
                     expires_at: w
@@ -254,7 +260,7 @@ impl MemoryStore for GithubMemory {
                 let e = EntryFile {
                     deleted: true,
                     value: Value::Null,
-                    version: cur.version + 1,
+                    version: next_version(cur.version),
                     timestamp: now,
                     writer: writer.to_string(),
                     expires_at: None,
@@ -274,6 +280,7 @@ impl MemoryStore for GithubMemory {
         tenant: &str,
         namespace: &str,
         prefix: &str,
+        limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>> {
         let snap = self.doc.read().await?;
         let now = self.clock.now_ms();
@@ -290,6 +297,39 @@ impl MemoryStore for GithubMemory {
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
+    /// The document is read whole anyway (one tree); only the live keys are kept.
+    async fn memory_list_keys(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let snap = self.doc.read().await?;
+        let now = self.clock.now_ms();
+        let d = dir(tenant, namespace);
+        let mut out = Vec::new();
+        for (path, v) in snap.under(&d) {
+            let name = path[d.len()..].trim_end_matches(".json");
+            if name.contains('/') {
+                continue;
+            }
+            let key = dec(name);
+            if !key.starts_with(prefix) || after.is_some_and(|a| key.as_str() <= a) {
+                continue;
+            }
+            let e: EntryFile = decode(path, v)?;
+            if e.live(now) {
+                out.push(key);
+            }
+        }
+        out.sort();
+        out.truncate(limit as usize);
         Ok(out)
     }
 
@@ -328,14 +368,21 @@ impl MemoryStore for GithubMemory {
                 let mut writes = Vec::new();
                 let mut n = 0u64;
                 for (path, v) in snap.under(ENTRIES) {
-                    let cur: EntryFile = decode(path, v)?;
+                    // One undecodable entry is skipped (and logged), never stops the sweep.
+                    let cur: EntryFile = match decode(path, v) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::warn!(path, error = %e, "memory purge skipped an undecodable entry");
+                            continue;
+                        }
+                    };
                     if cur.deleted || cur.expires_at.is_none_or(|e| now < e) {
                         continue;
                     }
                     let e = EntryFile {
                         deleted: true,
                         value: Value::Null,
-                        version: cur.version + 1,
+                        version: next_version(cur.version),
                         timestamp: now,
                         writer: String::new(),
                         expires_at: None,

@@ -39,6 +39,21 @@ struct WorkerFile {
     metadata: serde_json::Value,
     heartbeat: HeartbeatInfo,
     stats: WorkerStats,
+    #[serde(default)]
+    incarnation: u64,
+    /// Files written before workers announced these get the seeds' defaults.
+    #[serde(default = "legacy_interval")]
+    heartbeat_interval_ms: u64,
+    #[serde(default = "legacy_threshold")]
+    stale_threshold_ms: u64,
+}
+
+fn legacy_interval() -> u64 {
+    30_000
+}
+
+fn legacy_threshold() -> u64 {
+    120_000
 }
 
 impl WorkerFile {
@@ -54,6 +69,9 @@ impl WorkerFile {
             metadata: self.metadata.clone(),
             heartbeat: self.heartbeat.clone(),
             stats: self.stats,
+            incarnation: self.incarnation,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            stale_threshold_ms: self.stale_threshold_ms,
         }
     }
 
@@ -98,11 +116,13 @@ impl GithubRegistry {
         Self { doc, clock }
     }
 
-    /// Changes one worker in a transaction; `false` if it is unknown.
+    /// Changes one worker in a transaction; `false` if it is unknown or, when `incarnation` is
+    /// given, registered under another incarnation.
     async fn update(
         &self,
         what: &str,
         id: &str,
+        incarnation: Option<u64>,
         f: impl Fn(&mut WorkerFile, i64),
     ) -> StoreResult<bool> {
         let clock = self.clock.clone();
@@ -111,6 +131,9 @@ impl GithubRegistry {
                 let Some(mut w) = load(snap, id)? else {
                     return Ok((vec![], false));
                 };
+                if incarnation.is_some_and(|i| i != w.incarnation) {
+                    return Ok((vec![], false));
+                }
                 f(&mut w, clock.now_ms());
                 Ok((vec![w.put()?], true))
             })
@@ -139,7 +162,7 @@ impl GithubRegistry {
                     } else {
                         s.failed += 1;
                     }
-                    s.total_duration_ms += o.duration_ms;
+                    s.total_duration_ms = s.total_duration_ms.saturating_add(o.duration_ms);
                 }
                 let writes = touched
                     .iter()
@@ -176,6 +199,9 @@ impl RegistryStore for GithubRegistry {
                     metadata: reg.metadata.clone(),
                     heartbeat: HeartbeatInfo::default(),
                     stats,
+                    incarnation: reg.incarnation,
+                    heartbeat_interval_ms: reg.heartbeat_interval_ms,
+                    stale_threshold_ms: reg.stale_threshold_ms,
                 };
                 Ok((vec![w.put()?], w.record()))
             })
@@ -196,11 +222,12 @@ impl RegistryStore for GithubRegistry {
     async fn update_worker_status(
         &self,
         worker_id: &str,
+        incarnation: Option<u64>,
         status: WorkerStatus,
         capacity: Option<&CapacityUpdate>,
     ) -> StoreResult<bool> {
         let update = capacity.copied();
-        self.update("worker status", worker_id, |w, _| {
+        self.update("worker status", worker_id, incarnation, |w, _| {
             w.status = status;
             if let Some(u) = &update {
                 w.capacity.apply(u);
@@ -209,8 +236,13 @@ impl RegistryStore for GithubRegistry {
         .await
     }
 
-    async fn record_heartbeat(&self, worker_id: &str, info: &HeartbeatInfo) -> StoreResult<bool> {
-        self.update("heartbeat", worker_id, |w, now| {
+    async fn record_heartbeat(
+        &self,
+        worker_id: &str,
+        incarnation: u64,
+        info: &HeartbeatInfo,
+    ) -> StoreResult<bool> {
+        self.update("heartbeat", worker_id, Some(incarnation), |w, now| {
             w.beat(now);
             w.heartbeat = info.clone();
             if w.status == WorkerStatus::Offline {
@@ -230,13 +262,13 @@ impl RegistryStore for GithubRegistry {
         success: bool,
         duration_ms: u64,
     ) -> StoreResult<bool> {
-        self.update("task outcome", worker_id, |w, _| {
+        self.update("task outcome", worker_id, None, |w, _| {
             if success {
                 w.stats.completed += 1;
             } else {
                 w.stats.failed += 1;
             }
-            w.stats.total_duration_ms += duration_ms;
+            w.stats.total_duration_ms = w.stats.total_duration_ms.saturating_add(duration_ms);
         })
         .await
     }
@@ -254,16 +286,24 @@ impl RegistryStore for GithubRegistry {
         Ok(v)
     }
 
-    async fn mark_stale_workers(&self, threshold_ms: i64) -> StoreResult<Vec<String>> {
+    async fn mark_stale_workers(&self, floor_ms: i64) -> StoreResult<Vec<String>> {
         let clock = self.clock.clone();
         self.doc
             .transact("mark stale workers", |snap| {
                 let now = clock.now_ms();
                 let mut writes = Vec::new();
                 let mut ids = Vec::new();
-                for mut w in all(snap)? {
+                // One undecodable worker file is skipped (and logged), never stops the sweep.
+                let workers = snap.under(DIR).filter_map(|(p, v)| {
+                    serde_json::from_value::<WorkerFile>(v.clone())
+                        .inspect_err(|e| tracing::warn!(path = p, error = %e, "skipping an undecodable worker file"))
+                        .ok()
+                });
+                for mut w in workers {
+                    let stale_after =
+                        stale_after_ms(w.stale_threshold_ms, w.heartbeat_interval_ms, floor_ms);
                     if w.status != WorkerStatus::Offline
-                        && w.last_heartbeat_ms <= now - threshold_ms
+                        && w.last_heartbeat_ms <= now.saturating_sub(stale_after)
                     {
                         w.status = WorkerStatus::Offline;
                         writes.push(w.put()?);

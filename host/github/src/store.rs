@@ -238,7 +238,15 @@ impl LockStore for GithubStore {
 
 #[async_trait]
 impl RegistryStore for GithubStore {
+    /// GitHub has no transaction spanning two refs: the replaced incarnation's tasks are
+    /// requeued first (queue document), then the worker is registered (registry document). A
+    /// crash in between leaves the tasks requeued and the worker unregistered, which is safe:
+    /// it registers again on restart.
     async fn register_worker(&self, reg: &WorkerRegistration) -> StoreResult<WorkerRecord> {
+        self.inner
+            .queue
+            .requeue_replaced(&reg.worker_id, reg.incarnation)
+            .await?;
         self.inner.registry.register_worker(reg).await
     }
     async fn deregister_worker(&self, id: &str) -> StoreResult<bool> {
@@ -247,16 +255,22 @@ impl RegistryStore for GithubStore {
     async fn update_worker_status(
         &self,
         id: &str,
+        incarnation: Option<u64>,
         status: WorkerStatus,
         capacity: Option<&CapacityUpdate>,
     ) -> StoreResult<bool> {
         self.inner
             .registry
-            .update_worker_status(id, status, capacity)
+            .update_worker_status(id, incarnation, status, capacity)
             .await
     }
-    async fn record_heartbeat(&self, id: &str, info: &HeartbeatInfo) -> StoreResult<bool> {
-        self.inner.registry.record_heartbeat(id, info).await
+    async fn record_heartbeat(
+        &self,
+        id: &str,
+        inc: u64,
+        info: &HeartbeatInfo,
+    ) -> StoreResult<bool> {
+        self.inner.registry.record_heartbeat(id, inc, info).await
     }
     async fn record_task_outcome(&self, id: &str, ok: bool, ms: u64) -> StoreResult<bool> {
         self.inner.registry.record_task_outcome(id, ok, ms).await
@@ -267,8 +281,8 @@ impl RegistryStore for GithubStore {
     async fn list_workers(&self) -> StoreResult<Vec<WorkerRecord>> {
         self.inner.registry.list_workers().await
     }
-    async fn mark_stale_workers(&self, threshold_ms: i64) -> StoreResult<Vec<String>> {
-        self.inner.registry.mark_stale_workers(threshold_ms).await
+    async fn mark_stale_workers(&self, floor_ms: i64) -> StoreResult<Vec<String>> {
+        self.inner.registry.mark_stale_workers(floor_ms).await
     }
 }
 
@@ -283,8 +297,27 @@ impl MemoryStore for GithubStore {
     async fn memory_delete(&self, t: &str, ns: &str, k: &str, w: &str) -> StoreResult<bool> {
         self.inner.memory.memory_delete(t, ns, k, w).await
     }
-    async fn memory_list(&self, t: &str, ns: &str, p: &str) -> StoreResult<Vec<MemoryEntry>> {
-        self.inner.memory.memory_list(t, ns, p).await
+    async fn memory_list(
+        &self,
+        t: &str,
+        ns: &str,
+        p: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<MemoryEntry>> {
+        self.inner.memory.memory_list(t, ns, p, limit).await
+    }
+    async fn memory_list_keys(
+        &self,
+        t: &str,
+        ns: &str,
+        p: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        self.inner
+            .memory
+            .memory_list_keys(t, ns, p, after, limit)
+            .await
     }
     async fn memory_seq(&self) -> StoreResult<u64> {
         self.inner.memory.memory_seq().await
@@ -321,8 +354,11 @@ impl QueueStore for GithubStore {
     ) -> StoreResult<Result<i64, Rejection>> {
         self.inner.queue.renew_lease(id, fence, lease_ms).await
     }
-    async fn extend_worker_leases(&self, w: &str, lease_ms: u64) -> StoreResult<u64> {
-        self.inner.queue.extend_worker_leases(w, lease_ms).await
+    async fn extend_worker_leases(&self, w: &str, inc: u64, lease_ms: u64) -> StoreResult<u64> {
+        self.inner
+            .queue
+            .extend_worker_leases(w, inc, lease_ms)
+            .await
     }
     async fn complete(&self, c: &[Completion]) -> StoreResult<Vec<Settlement>> {
         self.inner.queue.complete(c).await

@@ -45,6 +45,7 @@ async fn a_task_is_mirrored_to_its_issue_through_its_life() {
             tenants: None,
             limit: 1,
             lease_ms: 60_000,
+            incarnation: 0,
         })
         .await
         .unwrap()

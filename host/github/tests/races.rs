@@ -168,6 +168,7 @@ async fn racing_workers_claim_each_task_once() {
                         tenants: None,
                         limit: 3,
                         lease_ms: 60_000,
+                        incarnation: 0,
                     })
                     .await
                     .unwrap();

@@ -79,6 +79,7 @@ async fn queue_cycle(store: Arc<dyn Store>, n: usize, batch: usize) -> Duration 
                 tenants: None,
                 limit: batch as u32,
                 lease_ms: 60_000,
+                incarnation: 0,
             };
             while done.load(Ordering::Relaxed) < n {
                 wake.borrow_and_update();
@@ -189,6 +190,9 @@ fn bench_heartbeats(c: &mut Criterion, rt: &tokio::runtime::Runtime, b: &Backend
                     capacity: WorkerCapacity::with_max(4),
                     capabilities: WorkerCapabilities::default(),
                     metadata: serde_json::Value::Null,
+                    incarnation: 0,
+                    heartbeat_interval_ms: 0,
+                    stale_threshold_ms: 0,
                 };
                 store.register_worker(&reg).await.expect("register");
             }
@@ -213,7 +217,7 @@ fn bench_heartbeats(c: &mut Criterion, rt: &tokio::runtime::Runtime, b: &Backend
                                 };
                                 for i in (lane..WORKERS).step_by(8) {
                                     let known = store
-                                        .record_heartbeat(&format!("hb-{i:04}"), &info)
+                                        .record_heartbeat(&format!("hb-{i:04}"), 0, &info)
                                         .await
                                         .expect("heartbeat");
                                     assert!(known);

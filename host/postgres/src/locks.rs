@@ -10,7 +10,7 @@
 //! halves the cost of an acquire/release cycle on a disk with slow flushes.
 
 use async_trait::async_trait;
-use sentinel_coord::model::{Lock, LockFilter, LockRequest};
+use sentinel_coord::model::{Lock, LockFilter, LockRequest, validate_lock_ttl};
 use sentinel_coord::{LockError, LockStore, StoreError, StoreResult};
 use tokio_postgres::Row;
 
@@ -83,6 +83,7 @@ async fn diagnose(
 #[async_trait]
 impl LockStore for PgStore {
     async fn acquire_lock(&self, req: &LockRequest) -> StoreResult<Option<Lock>> {
+        req.validate()?;
         let meta = to_json(&req.metadata)?;
         let ttl = ms_param(req.ttl_ms);
         let now = self.now_param();
@@ -147,6 +148,7 @@ impl LockStore for PgStore {
         token: u64,
         ttl_ms: u64,
     ) -> Result<Lock, LockError> {
+        validate_lock_ttl(ttl_ms).map_err(StoreError::from)?;
         let now = self.now_param();
         let tok = token as i64;
         let ttl = ms_param(ttl_ms);

@@ -54,6 +54,7 @@ impl MemoryStore for PgStore {
                 "namespace and key must be non-empty".into(),
             ));
         }
+        write.validate()?;
         let w = write;
         let value = to_json(&w.value)?;
         let now_p = self.now_param();
@@ -100,7 +101,7 @@ impl MemoryStore for PgStore {
                     writer: cur_writer,
                 });
             }
-            let version = u64_col(cur_version) + 1;
+            let version = u64_col(cur_version).saturating_add(1).min(i64::MAX as u64);
             let expires_at = w.ttl_ms.map(|t| now.saturating_add(ms_param(t)));
             let v = version as i64;
             let stmt = tx
@@ -212,7 +213,7 @@ impl MemoryStore for PgStore {
             if !has_value || expires_at.is_some_and(|e| now >= e) {
                 return Ok(false);
             }
-            let v = version + 1;
+            let v = version.saturating_add(1);
             let stmt = tx
                 .prepare_cached(
                     "UPDATE memory SET value = NULL, version = $4, ts = $5, writer = $6, expires_at = NULL
@@ -253,8 +254,10 @@ impl MemoryStore for PgStore {
         tenant: &str,
         namespace: &str,
         prefix: &str,
+        limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>> {
         let now = self.now_param();
+        let limit = i64::from(limit);
         with_conn!(self, |c| {
             // starts_with() rather than LIKE: keys may contain % and _.
             let stmt = c
@@ -263,16 +266,44 @@ impl MemoryStore for PgStore {
                      WHERE tenant = $1 AND namespace = $2 AND starts_with(key, $3)
                        AND value IS NOT NULL
                        AND (expires_at IS NULL OR expires_at > sentinel_now_ms($4::int8))
-                     ORDER BY key"
+                     ORDER BY key LIMIT $5"
                 ))
                 .await?;
             let rows = c
-                .query(&stmt, &[&tenant, &namespace, &prefix, &now])
+                .query(&stmt, &[&tenant, &namespace, &prefix, &now, &limit])
                 .await?;
             Ok(rows
                 .iter()
                 .map(decode_entry)
                 .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    async fn memory_list_keys(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let now = self.now_param();
+        let limit = i64::from(limit);
+        with_conn!(self, |c| {
+            let stmt = c
+                .prepare_cached(
+                    "SELECT key FROM memory
+                     WHERE tenant = $1 AND namespace = $2 AND starts_with(key, $3)
+                       AND ($5::text IS NULL OR key > $5::text)
+                       AND value IS NOT NULL
+                       AND (expires_at IS NULL OR expires_at > sentinel_now_ms($4::int8))
+                     ORDER BY key LIMIT $6",
+                )
+                .await?;
+            let rows = c
+                .query(&stmt, &[&tenant, &namespace, &prefix, &now, &after, &limit])
+                .await?;
+            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
         })
     }
 
@@ -345,7 +376,10 @@ impl MemoryStore for PgStore {
             let tenants: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
             let namespaces: Vec<&str> = rows.iter().map(|r| r.get(1)).collect();
             let keys: Vec<&str> = rows.iter().map(|r| r.get(2)).collect();
-            let versions: Vec<i64> = rows.iter().map(|r| r.get::<_, i64>(3) + 1).collect();
+            let versions: Vec<i64> = rows
+                .iter()
+                .map(|r| r.get::<_, i64>(3).saturating_add(1))
+                .collect();
             let stmt = tx
                 .prepare_cached(
                     "UPDATE memory m SET value = NULL, version = x.v, ts = $5, writer = '',

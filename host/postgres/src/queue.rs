@@ -112,8 +112,9 @@ picked AS (
 ),
 claimed AS (
     UPDATE tasks u SET state = 'running', worker_id = $4::text, attempt = u.attempt + 1,
-        fence = u.fence + 1, lease_expires_at = clk.now + $6::int8,
-        deadline_at = CASE WHEN u.timeout_ms > 0 THEN clk.now + u.timeout_ms END,
+        fence = u.fence + 1, lease_expires_at = clk.now + $6::int8, worker_incarnation = $7::int8,
+        deadline_at = CASE WHEN u.timeout_ms > 0
+                           THEN LEAST(clk.now::numeric + u.timeout_ms, 9223372036854775807)::int8 END,
         started_at = clk.now, updated_at = clk.now, finished_at = NULL
     FROM picked, clk
     WHERE u.ctid = picked.ctid
@@ -305,6 +306,7 @@ impl QueueStore for PgStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        validate_tasks(tasks)?;
         let cols = Columns::new(tasks)?;
         let with_deps = tasks.iter().any(|t| !t.depends_on.is_empty());
         let now = self.now_param();
@@ -335,10 +337,12 @@ impl QueueStore for PgStore {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> StoreResult<Vec<Task>> {
+        req.validate()?;
         if req.limit == 0 {
             return Ok(Vec::new());
         }
         let now = self.now_param();
+        let inc = req.incarnation as i64;
         let limit = i64::from(req.limit);
         let lease = ms_param(req.lease_ms);
         let claimed = with_conn!(self, |c| {
@@ -352,13 +356,14 @@ impl QueueStore for PgStore {
             // this transaction only. (Disabling a plan shape inflates its cost estimate, which
             // must never push the statement over the JIT threshold: the connections run with
             // `jit = off`, see `PgStore::open_with`.)
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
                 &now,
                 &req.task_types,
                 &req.tenants,
                 &req.worker_id,
                 &limit,
                 &lease,
+                &inc,
             ];
             let (_, rows) = tokio::try_join!(
                 tx.batch_execute(
@@ -389,13 +394,21 @@ impl QueueStore for PgStore {
         fence: u64,
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>> {
+        validate_lease(lease_ms)?;
         settle::renew_lease(self, task_id, fence, lease_ms).await
     }
 
     /// The heartbeat's piggyback, committed like the heartbeat without waiting for the WAL
     /// flush: an extension lost in a server crash only lets a lease expire early, and an
     /// expired lease means the task runs again (at-least-once), never that it completes twice.
-    async fn extend_worker_leases(&self, worker_id: &str, lease_ms: u64) -> StoreResult<u64> {
+    async fn extend_worker_leases(
+        &self,
+        worker_id: &str,
+        incarnation: u64,
+        lease_ms: u64,
+    ) -> StoreResult<u64> {
+        validate_lease(lease_ms)?;
+        let inc = incarnation as i64;
         let now = self.now_param();
         let lease = ms_param(lease_ms);
         with_conn!(self, |c| {
@@ -405,10 +418,11 @@ impl QueueStore for PgStore {
                          SELECT set_config('synchronous_commit', 'off', true))
                      UPDATE tasks SET lease_expires_at =
                        GREATEST(COALESCE(lease_expires_at, 0), sentinel_now_ms($3::int8) + $2::int8)
-                     FROM relaxed WHERE worker_id = $1 AND state = 'running'",
+                     FROM relaxed WHERE worker_id = $1 AND state = 'running'
+                       AND COALESCE(worker_incarnation, 0) = $4",
                 )
                 .await?;
-            Ok(c.execute(&stmt, &[&worker_id, &lease, &now]).await?)
+            Ok(c.execute(&stmt, &[&worker_id, &lease, &now, &inc]).await?)
         })
     }
 

@@ -10,11 +10,12 @@ use sentinel_coord::{RegistryStore, StoreError, StoreResult};
 use tokio_postgres::Row;
 
 use crate::codec::{from_json, ms_param, to_json, u32_col, u64_col};
+use crate::settle::requeue_replaced;
 use crate::store::{PgStore, with_conn};
 
 const COLS: &str = "worker_id, hostname, status, registered_at, last_heartbeat, max_tasks, \
      active_tasks, available_slots, capabilities, metadata, heartbeat, completed, failed, \
-     total_duration_ms";
+     total_duration_ms, incarnation, heartbeat_interval_ms, stale_threshold_ms";
 
 fn decode(r: &Row) -> Result<WorkerRecord, StoreError> {
     let status: &str = r.get(2);
@@ -38,6 +39,9 @@ fn decode(r: &Row) -> Result<WorkerRecord, StoreError> {
             failed: u64_col(r.get(12)),
             total_duration_ms: u64_col(r.get(13)),
         },
+        incarnation: r.get::<_, i64>(14) as u64,
+        heartbeat_interval_ms: u64_col(r.get(15)),
+        stale_threshold_ms: u64_col(r.get(16)),
     })
 }
 
@@ -52,25 +56,42 @@ impl RegistryStore for PgStore {
             reg.capacity.active_tasks as i64,
             reg.capacity.available_slots as i64,
         );
-        let now = self.now_param();
-        with_conn!(self, |c| {
+        let now_p = self.now_param();
+        let (inc, interval, threshold) = (
+            reg.incarnation as i64,
+            ms_param(reg.heartbeat_interval_ms),
+            ms_param(reg.stale_threshold_ms),
+        );
+        let channel = self.inner.channel.as_str();
+        let (rec, requeued) = with_conn!(self, |c| {
+            let tx = c.transaction().await?;
+            let now: i64 = tx
+                .query_one("SELECT sentinel_now_ms($1::int8)", &[&now_p])
+                .await?
+                .get(0);
+            // The previous process under this name is gone: its runs are lost, now.
+            let requeued =
+                requeue_replaced(&tx, now, channel, &reg.worker_id, reg.incarnation).await?;
             // Re-registration keeps the worker's history (its stats) but resets everything else.
-            let stmt = c
+            let stmt = tx
                 .prepare_cached(&format!(
                     "INSERT INTO workers ({COLS})
-                     SELECT $1, $2, 'active', clk.now, clk.now, $3, $4, $5, $6, $7, $8, 0, 0, 0
-                     FROM (SELECT sentinel_now_ms($9::int8) AS now) clk
+                     SELECT $1, $2, 'active', clk.now, clk.now, $3, $4, $5, $6, $7, $8, 0, 0, 0,
+                       $10, $11, $12
+                     FROM (SELECT $9::int8 AS now) clk
                      ON CONFLICT (worker_id) DO UPDATE SET hostname = EXCLUDED.hostname,
                        status = 'active', registered_at = EXCLUDED.registered_at,
                        last_heartbeat = EXCLUDED.last_heartbeat, max_tasks = EXCLUDED.max_tasks,
                        active_tasks = EXCLUDED.active_tasks,
                        available_slots = EXCLUDED.available_slots,
                        capabilities = EXCLUDED.capabilities, metadata = EXCLUDED.metadata,
-                       heartbeat = EXCLUDED.heartbeat
+                       heartbeat = EXCLUDED.heartbeat, incarnation = EXCLUDED.incarnation,
+                       heartbeat_interval_ms = EXCLUDED.heartbeat_interval_ms,
+                       stale_threshold_ms = EXCLUDED.stale_threshold_ms
                      RETURNING {COLS}"
                 ))
                 .await?;
-            let row = c
+            let row = tx
                 .query_one(
                     &stmt,
                     &[
@@ -83,11 +104,20 @@ impl RegistryStore for PgStore {
                         &meta,
                         &hb,
                         &now,
+                        &inc,
+                        &interval,
+                        &threshold,
                     ],
                 )
                 .await?;
-            Ok(decode(&row)?)
-        })
+            let rec = decode(&row)?;
+            tx.commit().await?;
+            Ok((rec, requeued))
+        })?;
+        if requeued > 0 {
+            self.wake_local(sentinel_coord::Topic::Tasks);
+        }
+        Ok(rec)
     }
 
     async fn deregister_worker(&self, worker_id: &str) -> StoreResult<bool> {
@@ -102,9 +132,11 @@ impl RegistryStore for PgStore {
     async fn update_worker_status(
         &self,
         worker_id: &str,
+        incarnation: Option<u64>,
         status: WorkerStatus,
         capacity: Option<&CapacityUpdate>,
     ) -> StoreResult<bool> {
+        let inc = incarnation.map(|i| i as i64);
         let u = capacity.copied().unwrap_or_default();
         let max = u.max_tasks.map(i64::from);
         let active = u.active_tasks.map(i64::from);
@@ -121,12 +153,12 @@ impl RegistryStore for PgStore {
                          CASE WHEN $3::int8 IS NULL AND $4::int8 IS NULL THEN available_slots
                               ELSE GREATEST(COALESCE($3::int8, max_tasks) - COALESCE($4::int8, active_tasks), 0)
                          END)
-                     WHERE worker_id = $1",
+                     WHERE worker_id = $1 AND ($6::int8 IS NULL OR incarnation = $6::int8)",
                 )
                 .await?;
             Ok(c.execute(
                 &stmt,
-                &[&worker_id, &status.as_str(), &max, &active, &slots],
+                &[&worker_id, &status.as_str(), &max, &active, &slots, &inc],
             )
             .await?
                 > 0)
@@ -137,7 +169,13 @@ impl RegistryStore for PgStore {
     /// transaction only): a heartbeat lost in a server crash is just a missed heartbeat, and the
     /// next one repairs it, while waiting for the disk would make 1,000 heartbeating workers
     /// cost 1,000 flushes.
-    async fn record_heartbeat(&self, worker_id: &str, info: &HeartbeatInfo) -> StoreResult<bool> {
+    async fn record_heartbeat(
+        &self,
+        worker_id: &str,
+        incarnation: u64,
+        info: &HeartbeatInfo,
+    ) -> StoreResult<bool> {
+        let inc = incarnation as i64;
         let hb = to_json(info)?;
         let active = info.active_tasks.map(i64::from);
         let now = self.now_param();
@@ -151,10 +189,12 @@ impl RegistryStore for PgStore {
                        active_tasks = COALESCE($4::int8, active_tasks),
                        available_slots = CASE WHEN $4::int8 IS NULL THEN available_slots
                                               ELSE GREATEST(max_tasks - $4::int8, 0) END
-                     FROM relaxed WHERE worker_id = $1",
+                     FROM relaxed WHERE worker_id = $1 AND incarnation = $5",
                 )
                 .await?;
-            Ok(c.execute(&stmt, &[&worker_id, &now, &hb, &active]).await? > 0)
+            Ok(c.execute(&stmt, &[&worker_id, &now, &hb, &active, &inc])
+                .await?
+                > 0)
         })
     }
 
@@ -199,18 +239,22 @@ impl RegistryStore for PgStore {
         })
     }
 
-    async fn mark_stale_workers(&self, threshold_ms: i64) -> StoreResult<Vec<String>> {
+    async fn mark_stale_workers(&self, floor_ms: i64) -> StoreResult<Vec<String>> {
         let now = self.now_param();
         let mut ids: Vec<String> = with_conn!(self, |c| {
+            // Each worker by its own threshold (WorkerRecord::stale_after_ms), in numeric so no
+            // stored value can overflow the arithmetic.
             let stmt = c
                 .prepare_cached(
                     "UPDATE workers SET status = 'offline'
                      WHERE status <> 'offline'
-                       AND last_heartbeat <= sentinel_now_ms($2::int8) - $1::int8
+                       AND last_heartbeat::numeric <= sentinel_now_ms($2::int8)::numeric
+                           - GREATEST(stale_threshold_ms::numeric, heartbeat_interval_ms::numeric * 2,
+                                      $1::int8::numeric)
                      RETURNING worker_id",
                 )
                 .await?;
-            let rows = c.query(&stmt, &[&threshold_ms, &now]).await?;
+            let rows = c.query(&stmt, &[&floor_ms, &now]).await?;
             Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
         })?;
         ids.sort();

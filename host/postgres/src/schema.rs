@@ -14,7 +14,16 @@ use crate::error::map_pg;
 use sentinel_coord::{StoreError, StoreResult};
 
 /// `(version, SQL)`, ascending. Each runs with `search_path` set to the store's schema.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
+
+/// Incarnations and per-worker failure detection. Rows registered before this step get the
+/// seeds' defaults (30 s heartbeats, 120 s threshold) rather than the detector's floor.
+const V2: &str = r#"
+ALTER TABLE workers ADD COLUMN incarnation bigint NOT NULL DEFAULT 0,
+    ADD COLUMN heartbeat_interval_ms bigint NOT NULL DEFAULT 30000,
+    ADD COLUMN stale_threshold_ms bigint NOT NULL DEFAULT 120000;
+ALTER TABLE tasks ADD COLUMN worker_incarnation bigint;
+"#;
 
 const V1: &str = r#"
 -- The store's "now" in ms: the injected clock's value when one is bound, else the database's

@@ -516,6 +516,45 @@ pub(crate) async fn renew_lease(
     })
 }
 
+/// Inside the caller's transaction: requeues (dead if out of attempts) every task of
+/// `worker_id` still running under an incarnation other than `incarnation` (that process was
+/// replaced by a new start under the same name, so its runs are lost) and notifies claimers.
+/// Returns how many.
+pub(crate) async fn requeue_replaced(
+    tx: &Tx<'_>,
+    now: i64,
+    channel: &str,
+    worker_id: &str,
+    incarnation: u64,
+) -> Result<u64, OpError> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT id, attempt, max_retries, COALESCE(worker_incarnation, 0) FROM tasks
+             WHERE worker_id = $1 AND state = 'running' AND COALESCE(worker_incarnation, 0) <> $2
+             ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let rows = tx
+        .query(&stmt, &[&worker_id, &(incarnation as i64)])
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let transitions: Vec<Transition> = rows
+        .iter()
+        .map(|r| {
+            let old = r.get::<_, i64>(3) as u64;
+            let reason = format!(
+                "worker {worker_id} restarted (incarnation {old} replaced by {incarnation}); the task's run was lost"
+            );
+            lost_transition(now, r.get(0), u32_col(r.get(1)), u32_col(r.get(2)), &reason)
+        })
+        .collect();
+    apply(tx, now, &transitions).await?;
+    notify_tasks(tx, channel).await?;
+    Ok(rows.len() as u64)
+}
+
 pub(crate) async fn requeue_worker_tasks(store: &PgStore, worker_id: &str) -> StoreResult<u64> {
     let now_p = store.now_param();
     let channel = store.inner.channel.as_str();
@@ -587,7 +626,8 @@ pub(crate) async fn reap_expired(store: &PgStore, policy: &RetryPolicy) -> Store
                 if let Some(w) = &worker {
                     let e = per_worker.entry(w.clone()).or_default();
                     e.1 += 1;
-                    e.2 += (now - started.unwrap_or(now)).max(0);
+                    e.2 =
+                        e.2.saturating_add(now.saturating_sub(started.unwrap_or(now)).max(0));
                 }
                 failure_transition(
                     now,

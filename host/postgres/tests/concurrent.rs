@@ -59,6 +59,7 @@ async fn concurrent_claimers_complete_every_task_exactly_once() {
                         tenants: None,
                         limit: 25,
                         lease_ms: 60_000,
+                        incarnation: 0,
                     };
                     // Read before claiming: an empty claim proves the queue drained only if
                     // submission had already ended when the claim began.
@@ -269,6 +270,7 @@ async fn every_change_through_one_instance_wakes_another_and_is_visible() {
             tenants: None,
             limit: 10,
             lease_ms: 10_000,
+            incarnation: 0,
         };
         // The notification is sent at commit: whatever woke us is already visible.
         assert_eq!(b.claim(&req).await.unwrap().len(), 1, "submit {i}");
@@ -310,6 +312,7 @@ async fn overlapping_settlements_in_opposite_orders_settle_each_task_once() {
         tenants: None,
         limit: 300,
         lease_ms: 60_000,
+        incarnation: 0,
     };
     let claimed = owner.claim(&req).await.unwrap();
     let done: Vec<Completion> = claimed
@@ -360,6 +363,7 @@ async fn without_autovacuum_the_store_vacuums_its_queue_itself() {
             tenants: None,
             limit: 1_000,
             lease_ms: 60_000,
+            incarnation: 0,
         };
         assert_eq!(store.claim(&req).await.unwrap().len(), 1_000);
     }

@@ -88,6 +88,7 @@ async fn store_recovers_when_the_server_drops_its_connections() {
                     // Short, so a claim whose reply was lost with the connection is requeued
                     // soon by the reaper below.
                     lease_ms: 1_500,
+                    incarnation: 0,
                 };
                 let batch = match s.claim(&req).await {
                     Ok(b) => b,

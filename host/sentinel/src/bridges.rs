@@ -100,13 +100,16 @@ impl KvBackend for StoreKv {
         bucket: &str,
         cursor: Option<String>,
     ) -> Result<(Vec<String>, Option<String>), KvError> {
-        let entries = self
+        // One page past the cursor (plus one key to know whether there is a next page), without
+        // loading any value.
+        let page = (sentinel_runtime::services::LIST_PAGE + 1).min(u32::MAX as usize) as u32;
+        let keys = self
             .store
-            .memory_list(tenant, bucket, "")
+            .memory_list_keys(tenant, bucket, "", cursor.as_deref(), page)
             .await
             .map_err(other)?;
         Ok(sentinel_runtime::services::page_after(
-            entries.into_iter().map(|e| e.key),
+            keys.into_iter(),
             cursor.as_deref(),
         ))
     }

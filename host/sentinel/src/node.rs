@@ -14,6 +14,7 @@ use sentinel_coord::heartbeat::{HeartbeatMonitor, Maintenance};
 use sentinel_coord::locks::LockManager;
 use sentinel_coord::model::{
     HeartbeatInfo, WorkerCapabilities, WorkerCapacity, WorkerRegistration, WorkerStatus,
+    new_incarnation,
 };
 use sentinel_coord::queue::Queue;
 use sentinel_coord::registry::WorkerRegistry;
@@ -50,6 +51,8 @@ pub struct Node {
     pub local_addr: std::net::SocketAddr,
     worker: Worker,
     monitor: Arc<HeartbeatMonitor>,
+    /// This process start (see `WorkerRegistration::incarnation`).
+    incarnation: u64,
     maintenance: tokio::task::JoinHandle<()>,
     server: tokio::task::JoinHandle<()>,
     server_stop: tokio::sync::oneshot::Sender<()>,
@@ -132,6 +135,9 @@ impl Node {
             .task_types
             .clone()
             .unwrap_or_else(|| folder.task_types());
+        // A worker id is a name; this process start is a new incarnation. Registering it
+        // requeues whatever a previous process under the same id was still running.
+        let incarnation = new_incarnation();
         let registration = WorkerRegistration {
             worker_id: settings.worker_id.clone(),
             hostname: settings.hostname.clone(),
@@ -147,6 +153,9 @@ impl Node {
                 "version": env!("CARGO_PKG_VERSION"),
                 "listen": settings.listen.to_string(),
             }),
+            incarnation,
+            heartbeat_interval_ms: coord.heartbeat.interval_ms,
+            stale_threshold_ms: coord.heartbeat.stale_threshold_ms,
         };
         registry
             .register(&registration)
@@ -177,6 +186,7 @@ impl Node {
             max_tasks: settings.max_tasks,
             task_types: settings.task_types.clone(),
             lease_ms: coord.queue.lease_ms,
+            incarnation,
             idle_poll: Duration::from_millis(coord.queue.idle_poll_ms),
             retry: coord.queue.retry.clone(),
         });
@@ -194,6 +204,7 @@ impl Node {
             let m = metrics.clone();
             monitor.start(
                 &settings.worker_id,
+                incarnation,
                 Arc::new(move || {
                     m.heartbeats.with_label_values(&["sent"]).inc();
                     let n = active.load(Ordering::Relaxed);
@@ -249,6 +260,7 @@ impl Node {
             local_addr,
             worker,
             monitor,
+            incarnation,
             maintenance,
             server,
             server_stop,
@@ -266,7 +278,7 @@ impl Node {
         tracing::info!(worker_id = %id, grace_ms = grace.as_millis() as u64, "draining");
         if let Err(e) = s
             .registry
-            .update_status(id, WorkerStatus::Draining, None)
+            .update_own_status(id, Some(self.incarnation), WorkerStatus::Draining, None)
             .await
         {
             tracing::warn!(error = %e, "could not mark this worker draining");

@@ -70,6 +70,8 @@ pub struct WorkerContext {
     /// `None`: whatever the plugin folder serves at the moment of each claim.
     pub task_types: Option<Vec<String>>,
     pub lease_ms: u64,
+    /// This process start; the leases it claims belong to it.
+    pub incarnation: u64,
     pub idle_poll: Duration,
     pub retry: RetryPolicy,
 }
@@ -182,6 +184,7 @@ async fn claim_loop(
             tenants: None,
             limit: permits.len() as u32,
             lease_ms: ctx.lease_ms,
+            incarnation: ctx.incarnation,
         };
         let claimed = match ctx.store.claim(&req).await {
             Ok(tasks) => {

@@ -85,15 +85,15 @@ pub async fn memory_list_by_prefix_is_literal_and_scoped(f: &dyn StoreFactory) {
     s.memory_delete("t", "tasks", "task-2", "w1").await.unwrap();
     let keys = |v: Vec<MemoryEntry>| v.into_iter().map(|e| e.key).collect::<Vec<_>>();
     assert_eq!(
-        keys(s.memory_list("t", "tasks", "task-").await.unwrap()),
+        keys(s.memory_list("t", "tasks", "task-", 100).await.unwrap()),
         ["task-1"]
     );
     assert_eq!(
-        keys(s.memory_list("t", "tasks", "task%").await.unwrap()),
+        keys(s.memory_list("t", "tasks", "task%", 100).await.unwrap()),
         ["task%x"]
     );
     assert_eq!(
-        keys(s.memory_list("t", "tasks", "").await.unwrap()),
+        keys(s.memory_list("t", "tasks", "", 100).await.unwrap()),
         ["other", "task%x", "task-1", "taskX"]
     );
 }
@@ -170,7 +170,12 @@ pub async fn memory_ttl_hides_entry_and_purge_logs_expiry(f: &dyn StoreFactory) 
     assert!(s.memory_get("t", "global", "k").await.unwrap().is_some());
     clock.advance_ms(1);
     assert!(s.memory_get("t", "global", "k").await.unwrap().is_none());
-    assert!(s.memory_list("t", "global", "").await.unwrap().is_empty());
+    assert!(
+        s.memory_list("t", "global", "", 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let before = s.memory_seq().await.unwrap();
     assert_eq!(s.memory_purge_expired().await.unwrap(), 1);
     let changes = s.memory_changes(None, before, 10).await.unwrap();
@@ -265,4 +270,52 @@ pub async fn memory_writes_notify_subscribers(f: &dyn StoreFactory) {
         .await
         .expect("a memory write wakes subscribers")
         .unwrap();
+}
+
+pub async fn memory_keys_are_listed_in_bounded_pages_without_values(f: &dyn StoreFactory) {
+    let (s, clock) = fresh(f).await;
+    for k in ["a1", "a2", "a3", "a4", "a5", "b1"] {
+        s.memory_set(&write("t", "ns", k, json!({"big": k.repeat(1000)})))
+            .await
+            .unwrap();
+    }
+    s.memory_set(&MemoryWrite {
+        ttl_ms: Some(10),
+        ..write("t", "ns", "a0", json!(0))
+    })
+    .await
+    .unwrap();
+    s.memory_delete("t", "ns", "a3", "w1").await.unwrap();
+    s.memory_set(&write("other", "ns", "a9", json!(0)))
+        .await
+        .unwrap();
+    clock.advance_ms(10);
+    let page = |after: Option<&'static str>, limit| {
+        let s = s.clone();
+        async move {
+            s.memory_list_keys("t", "ns", "a", after, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        page(None, 2).await,
+        ["a1", "a2"],
+        "expired and other keys are left out"
+    );
+    assert_eq!(
+        page(Some("a2"), 2).await,
+        ["a4", "a5"],
+        "deleted keys are left out"
+    );
+    assert!(page(Some("a5"), 2).await.is_empty());
+    assert_eq!(page(None, 100).await, ["a1", "a2", "a4", "a5"]);
+    let listed: Vec<String> = s
+        .memory_list("t", "ns", "", 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(listed, ["a1", "a2", "a4"], "memory_list is bounded too");
 }

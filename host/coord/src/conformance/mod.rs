@@ -13,20 +13,24 @@
 //! needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency. This module only
 //! asserts behaviour through the contract; it must never look inside a backend.
 
+mod incarnations;
 mod listing;
 mod locks;
 mod memory;
 mod queue;
+mod ranges;
 mod registry;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use incarnations::*;
 pub use listing::*;
 pub use locks::*;
 pub use memory::*;
 pub use queue::*;
+pub use ranges::*;
 pub use registry::*;
 
 use crate::clock::{Clock, ManualClock};
@@ -112,6 +116,18 @@ macro_rules! conformance_tests {
             tasks_are_isolated_by_tenant,
             submit_notifies_task_subscribers,
             completion_updates_worker_stats,
+            memory_keys_are_listed_in_bounded_pages_without_values,
+            each_worker_goes_stale_by_its_own_announced_threshold,
+            health_follows_the_workers_own_threshold,
+            restart_under_the_same_id_requeues_the_previous_runs_at_once,
+            a_replaced_incarnation_cannot_heartbeat_extend_or_update,
+            task_priority_range_is_enforced,
+            task_max_retries_range_is_enforced,
+            task_timeout_range_is_enforced,
+            memory_ttl_range_is_enforced,
+            memory_version_and_timestamp_ranges_are_enforced,
+            lock_ttl_range_is_enforced,
+            lease_range_is_enforced,
         );
     };
 }

@@ -18,6 +18,7 @@ fn claim_req(worker: &str, limit: u32) -> ClaimRequest {
         tenants: None,
         limit,
         lease_ms: LEASE,
+        incarnation: 0,
     }
 }
 
@@ -465,7 +466,7 @@ pub async fn lease_renewal_and_heartbeat_extension(f: &dyn StoreFactory) {
         Err(Rejection::NotFound)
     );
     clock.advance_ms(5);
-    assert_eq!(s.extend_worker_leases("w", LEASE).await.unwrap(), 2);
+    assert_eq!(s.extend_worker_leases("w", 0, LEASE).await.unwrap(), 2);
     clock.advance_ms(LEASE as i64 - 1);
     assert_eq!(
         s.reap_expired(&no_jitter()).await.unwrap(),

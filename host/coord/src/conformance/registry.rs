@@ -17,6 +17,9 @@ pub(crate) fn registration(id: &str, max: u32, types: &[&str]) -> WorkerRegistra
             supported_task_types: types.iter().map(|t| t.to_string()).collect(),
         },
         metadata: json!({"region": "us-east-1"}),
+        incarnation: 0,
+        heartbeat_interval_ms: 0,
+        stale_threshold_ms: 0,
     }
 }
 
@@ -57,7 +60,7 @@ pub async fn status_and_partial_capacity_updates_apply(f: &dyn StoreFactory) {
         ..Default::default()
     };
     assert!(
-        s.update_worker_status("w1", WorkerStatus::Busy, Some(&up))
+        s.update_worker_status("w1", None, WorkerStatus::Busy, Some(&up))
             .await
             .unwrap()
     );
@@ -72,7 +75,7 @@ pub async fn status_and_partial_capacity_updates_apply(f: &dyn StoreFactory) {
         }
     );
     assert!(
-        s.update_worker_status("w1", WorkerStatus::Draining, None)
+        s.update_worker_status("w1", None, WorkerStatus::Draining, None)
             .await
             .unwrap()
     );
@@ -83,7 +86,7 @@ pub async fn status_and_partial_capacity_updates_apply(f: &dyn StoreFactory) {
         "no capacity update leaves capacity alone"
     );
     assert!(
-        !s.update_worker_status("ghost", WorkerStatus::Active, None)
+        !s.update_worker_status("ghost", None, WorkerStatus::Active, None)
             .await
             .unwrap()
     );
@@ -101,16 +104,16 @@ pub async fn heartbeat_refreshes_age_and_revives_offline_worker(f: &dyn StoreFac
         active_tasks: Some(1),
         extra: json!({"healthStatus": "healthy"}),
     };
-    assert!(s.record_heartbeat("w1", &info).await.unwrap());
+    assert!(s.record_heartbeat("w1", 0, &info).await.unwrap());
     let w = s.get_worker("w1").await.unwrap().unwrap();
     assert_eq!(w.last_heartbeat, clock.now_ms());
     assert_eq!(w.heartbeat, info);
     assert_eq!(w.capacity.active_tasks, 1);
     assert_eq!(w.capacity.available_slots, 3);
-    s.update_worker_status("w1", WorkerStatus::Offline, None)
+    s.update_worker_status("w1", None, WorkerStatus::Offline, None)
         .await
         .unwrap();
-    s.record_heartbeat("w1", &HeartbeatInfo::default())
+    s.record_heartbeat("w1", 0, &HeartbeatInfo::default())
         .await
         .unwrap();
     assert_eq!(
@@ -118,7 +121,7 @@ pub async fn heartbeat_refreshes_age_and_revives_offline_worker(f: &dyn StoreFac
         WorkerStatus::Active
     );
     assert!(
-        !s.record_heartbeat("ghost", &HeartbeatInfo::default())
+        !s.record_heartbeat("ghost", 0, &HeartbeatInfo::default())
             .await
             .unwrap()
     );

@@ -5,11 +5,13 @@ pub mod limits;
 mod lock;
 mod memory;
 mod task;
+mod validate;
 mod worker;
 
 pub use lock::*;
 pub use memory::*;
 pub use task::*;
+pub use validate::*;
 pub use worker::*;
 
 /// The tenant used when none is configured.

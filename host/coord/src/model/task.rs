@@ -189,6 +189,11 @@ pub struct ClaimRequest {
     pub tenants: Option<Vec<String>>,
     pub limit: u32,
     pub lease_ms: u64,
+    /// The claiming process's incarnation: the leases belong to it (see
+    /// [`super::WorkerRegistration::incarnation`]); only its heartbeats extend them, and a newer
+    /// incarnation's registration requeues them.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,6 +304,10 @@ pub struct ReapReport {
     pub retrying: u64,
     /// Out of attempts: moved to the dead-letter queue.
     pub dead: u64,
+    /// Records the sweep could not process (undecodable): left alone and logged, so one bad
+    /// record never stops the sweep for everyone else.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 /// Retry with exponential backoff and jitter (seed 002 defaults: 3 retries, 1 s base, 60 s cap,

@@ -88,6 +88,10 @@ impl WorkerCapabilities {
     }
 }
 
+/// One start of a worker process. A worker id is a name that outlives processes; each start is a
+/// new **incarnation** (see [`new_incarnation`]) that owns the leases it claims. The heartbeat
+/// interval and stale threshold are the worker's own promise: the maintenance node judges the
+/// worker by them (see [`stale_after_ms`]), not by its own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRegistration {
     pub worker_id: String,
@@ -95,6 +99,35 @@ pub struct WorkerRegistration {
     pub capacity: WorkerCapacity,
     pub capabilities: WorkerCapabilities,
     pub metadata: serde_json::Value,
+    /// Registering a different incarnation under a stored id requeues, in the same transaction,
+    /// every task still running under the previous one.
+    #[serde(default)]
+    pub incarnation: u64,
+    /// How often this worker promises to heartbeat; 0 = unannounced (the detector's floor rules).
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
+    /// How old this worker's heartbeat may get before it is presumed dead; 0 = unannounced.
+    #[serde(default)]
+    pub stale_threshold_ms: u64,
+}
+
+/// The smallest stale threshold any worker is judged by, whatever it announced: heartbeats
+/// travel through a store, and a threshold shorter than a round trip would kill live workers.
+pub const MIN_STALE_THRESHOLD_MS: i64 = 1000;
+
+/// A fresh random incarnation for a process start (never 0, which means "unannounced").
+pub fn new_incarnation() -> u64 {
+    use rand::Rng;
+    rand::rng().random_range(1..=u64::MAX)
+}
+
+/// The heartbeat age at which a worker is presumed dead: its announced threshold, but never less
+/// than two of its heartbeat intervals nor the detector's `floor_ms`. Saturating: a hostile
+/// announcement cannot overflow it.
+pub fn stale_after_ms(stale_threshold_ms: u64, heartbeat_interval_ms: u64, floor_ms: i64) -> i64 {
+    let announced = stale_threshold_ms.min(i64::MAX as u64) as i64;
+    let intervals = heartbeat_interval_ms.saturating_mul(2).min(i64::MAX as u64) as i64;
+    announced.max(intervals).max(floor_ms)
 }
 
 /// Health data sent with a heartbeat.
@@ -149,6 +182,13 @@ pub struct WorkerRecord {
     pub metadata: serde_json::Value,
     pub heartbeat: HeartbeatInfo,
     pub stats: WorkerStats,
+    /// The process start that registered last (see [`WorkerRegistration::incarnation`]).
+    #[serde(default)]
+    pub incarnation: u64,
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
+    #[serde(default)]
+    pub stale_threshold_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -188,11 +228,35 @@ impl HealthThresholds {
 }
 
 impl WorkerRecord {
-    pub fn health_at(&self, now_ms: i64, thresholds: &HealthThresholds) -> HealthState {
+    /// The heartbeat age at which this worker is presumed dead (see [`stale_after_ms`]).
+    pub fn stale_after_ms(&self, floor_ms: i64) -> i64 {
+        stale_after_ms(
+            self.stale_threshold_ms,
+            self.heartbeat_interval_ms,
+            floor_ms,
+        )
+    }
+
+    /// The thresholds this worker is judged by: a worker that announced its stale threshold is
+    /// unhealthy from that age on (when maintenance would declare it dead) and degraded from half
+    /// of it (several heartbeats missed); one that announced nothing gets `fallback`.
+    pub fn health_thresholds(&self, fallback: &HealthThresholds) -> HealthThresholds {
+        if self.stale_threshold_ms == 0 && self.heartbeat_interval_ms == 0 {
+            return *fallback;
+        }
+        let degraded_ms = self.stale_after_ms(MIN_STALE_THRESHOLD_MS);
+        HealthThresholds {
+            healthy_ms: degraded_ms / 2,
+            degraded_ms,
+        }
+    }
+
+    pub fn health_at(&self, now_ms: i64, fallback: &HealthThresholds) -> HealthState {
         if self.status == WorkerStatus::Offline {
             return HealthState::Unhealthy;
         }
-        thresholds.classify(now_ms - self.last_heartbeat)
+        self.health_thresholds(fallback)
+            .classify(now_ms.saturating_sub(self.last_heartbeat))
     }
 }
 

@@ -18,6 +18,11 @@ pub(super) fn u64_col(v: i64) -> u64 {
     v.max(0) as u64
 }
 
+/// A u64 duration or count as an SQLite integer, saturating at `i64::MAX`.
+pub(super) fn i64_param(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
 /// Binds an optional id list as a JSON array for `IN (SELECT value FROM json_each(?))`.
 pub(super) fn json_list(v: Option<&Vec<String>>) -> Result<Option<String>, StoreError> {
     v.map(|l| to_json(l)).transpose()

@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::codec::{from_json, next_counter, to_json, u64_col};
 use super::{SqliteStore, map_err};
 use crate::error::{LockError, StoreError};
-use crate::model::{Lock, LockFilter, LockRequest};
+use crate::model::{Lock, LockFilter, LockRequest, expiry, validate_lock_ttl};
 use crate::store::{LockStore, StoreResult};
 
 const COLS: &str = "tenant, key, owner, token, acquired_at, expires_at, metadata";
@@ -73,6 +73,7 @@ fn check_grant(
 #[async_trait]
 impl LockStore for SqliteStore {
     async fn acquire_lock(&self, req: &LockRequest) -> StoreResult<Option<Lock>> {
+        req.validate()?;
         let req = req.clone();
         let meta = to_json(&req.metadata)?;
         self.write(move |tx, now| {
@@ -87,7 +88,7 @@ impl LockStore for SqliteStore {
                 return Ok(None);
             }
             let token = next_counter(tx, "lock_fence")?;
-            let expires_at = now.saturating_add(req.ttl_ms.min(i64::MAX as u64) as i64);
+            let expires_at = expiry(now, req.ttl_ms);
             tx.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO locks ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             ))
@@ -145,13 +146,14 @@ impl LockStore for SqliteStore {
         token: u64,
         ttl_ms: u64,
     ) -> Result<Lock, LockError> {
+        validate_lock_ttl(ttl_ms).map_err(StoreError::from)?;
         let (tenant, key, owner) = (tenant.to_string(), key.to_string(), owner.to_string());
         self.write(move |tx, now| {
             let mut lock = match check_grant(tx, now, &tenant, &key, &owner, token) {
                 Ok(l) => l,
                 Err(e) => return Ok(Err(e)),
             };
-            lock.expires_at = now.saturating_add(ttl_ms.min(i64::MAX as u64) as i64);
+            lock.expires_at = expiry(now, ttl_ms);
             tx.prepare_cached("UPDATE locks SET expires_at = ?3 WHERE tenant = ?1 AND key = ?2")
                 .and_then(|mut s| s.execute(params![tenant, key, lock.expires_at]))
                 .map_err(map_err)?;

@@ -107,6 +107,11 @@ fn decode_entry((mut e, v): (MemoryEntry, String)) -> Result<MemoryEntry, StoreE
     Ok(e)
 }
 
+/// A key's next version, saturating at the largest a signed 64-bit column holds.
+fn next_version(v: u64) -> u64 {
+    v.saturating_add(1).min(i64::MAX as u64)
+}
+
 const ENTRY_COLS: &str = "tenant, namespace, key, value, version, ts, writer, expires_at";
 
 #[async_trait]
@@ -117,6 +122,7 @@ impl MemoryStore for SqliteStore {
                 "namespace and key must be non-empty".into(),
             ));
         }
+        write.validate()?;
         let w = write.clone();
         let value = to_json(&w.value)?;
         let out = self
@@ -143,10 +149,8 @@ impl MemoryStore for SqliteStore {
                         writer: c.writer.clone(),
                     });
                 }
-                let version = cur.as_ref().map_or(0, |c| c.version) + 1;
-                let expires_at = w
-                    .ttl_ms
-                    .map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64));
+                let version = next_version(cur.as_ref().map_or(0, |c| c.version));
+                let expires_at = w.ttl_ms.map(|t| expiry(now, t));
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO memory (tenant, namespace, key, value, version, ts, writer, expires_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -233,7 +237,7 @@ impl MemoryStore for SqliteStore {
                 let Some(cur) = fetch(tx, &t, &n, &k)?.filter(|c| c.is_live(now)) else {
                     return Ok(false);
                 };
-                let version = cur.version + 1;
+                let version = next_version(cur.version);
                 tx.prepare_cached(
                     "UPDATE memory SET value = NULL, version = ?4, ts = ?5, writer = ?6, expires_at = NULL
                      WHERE tenant = ?1 AND namespace = ?2 AND key = ?3",
@@ -255,6 +259,7 @@ impl MemoryStore for SqliteStore {
         tenant: &str,
         namespace: &str,
         prefix: &str,
+        limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>> {
         let (t, n, p) = (
             tenant.to_string(),
@@ -268,13 +273,45 @@ impl MemoryStore for SqliteStore {
                     "SELECT {ENTRY_COLS} FROM memory
                      WHERE tenant = ?1 AND namespace = ?2 AND substr(key, 1, length(?3)) = ?3
                        AND value IS NOT NULL AND (expires_at IS NULL OR expires_at > ?4)
-                     ORDER BY key"
+                     ORDER BY key LIMIT ?5"
                 ))
                 .map_err(map_err)?;
             let rows = stmt
-                .query_map(params![t, n, p, now], row_to_entry)
+                .query_map(params![t, n, p, now, limit], row_to_entry)
                 .map_err(map_err)?;
             rows.map(|r| decode_entry(r.map_err(map_err)?)).collect()
+        })
+        .await
+    }
+
+    async fn memory_list_keys(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let (t, n, p, a) = (
+            tenant.to_string(),
+            namespace.to_string(),
+            prefix.to_string(),
+            after.map(str::to_string),
+        );
+        self.read(move |tx, now| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT key FROM memory
+                     WHERE tenant = ?1 AND namespace = ?2 AND substr(key, 1, length(?3)) = ?3
+                       AND (?5 IS NULL OR key > ?5)
+                       AND value IS NOT NULL AND (expires_at IS NULL OR expires_at > ?4)
+                     ORDER BY key LIMIT ?6",
+                )
+                .map_err(map_err)?;
+            stmt.query_map(params![t, n, p, now, a, limit], |r| r.get(0))
+                .map_err(map_err)?
+                .collect::<Result<_, _>>()
+                .map_err(map_err)
         })
         .await
     }
@@ -344,10 +381,12 @@ impl MemoryStore for SqliteStore {
     async fn memory_purge_expired(&self) -> StoreResult<u64> {
         let n = self
             .write(|tx, now| {
-                let expired: Vec<(String, String, String, u64)> = {
+                // Each row decoded on its own: one that cannot be is skipped and logged, never
+                // fails the sweep for every other tenant.
+                let rows: Vec<rusqlite::Result<(String, String, String, u64)>> = {
                     let mut stmt = tx
                         .prepare_cached(
-                            "SELECT tenant, namespace, key, version FROM memory
+                            "SELECT tenant, namespace, key, CAST(version AS INTEGER) FROM memory
                              WHERE expires_at IS NOT NULL AND value IS NOT NULL AND expires_at <= ?1",
                         )
                         .map_err(map_err)?;
@@ -355,17 +394,23 @@ impl MemoryStore for SqliteStore {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, u64_col(r.get(3)?)))
                     })
                     .map_err(map_err)?
-                    .collect::<Result<_, _>>()
-                    .map_err(map_err)?
+                    .collect()
                 };
+                let mut expired = Vec::with_capacity(rows.len());
+                for row in rows {
+                    match row {
+                        Ok(r) => expired.push(r),
+                        Err(e) => tracing::warn!(error = %e, "memory purge skipped an undecodable entry"),
+                    }
+                }
                 for (t, n, k, v) in &expired {
                     tx.prepare_cached(
                         "UPDATE memory SET value = NULL, version = ?4, ts = ?5, writer = '', expires_at = NULL
                          WHERE tenant = ?1 AND namespace = ?2 AND key = ?3",
                     )
-                    .and_then(|mut s| s.execute(params![t, n, k, (v + 1) as i64, now]))
+                    .and_then(|mut s| s.execute(params![t, n, k, next_version(*v) as i64, now]))
                     .map_err(map_err)?;
-                    log_change(tx, now, t, n, k, ChangeKind::Expire, None, v + 1, now, "")?;
+                    log_change(tx, now, t, n, k, ChangeKind::Expire, None, next_version(*v), now, "")?;
                 }
                 Ok(expired.len() as u64)
             })

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::codec::{from_json, json_list, to_json, u64_col};
+use super::codec::{from_json, i64_param, json_list, to_json, u64_col};
 use super::registry::add_outcomes;
 use super::{SqliteStore, map_err};
 use crate::error::StoreError;
@@ -151,7 +151,7 @@ fn apply_failure(
     policy: &RetryPolicy,
 ) -> Result<TaskState, StoreError> {
     if retryable && attempt <= max_retries {
-        let run_at = now.saturating_add(policy.delay_for(attempt).min(i64::MAX as u64) as i64);
+        let run_at = expiry(now, policy.delay_for(attempt));
         exec(
             tx,
             "UPDATE tasks SET state = 'failed', error = ?2, run_at = ?3, updated_at = ?4,
@@ -211,6 +211,51 @@ fn requeue_lost(
     }
 }
 
+/// Requeues (dead if out of attempts) every task of `worker_id` still running under an
+/// incarnation other than `incarnation`: that process was replaced by a new start under the same
+/// name, so its runs are lost. Returns how many; bumps the wake counter if any.
+pub(super) fn requeue_replaced_incarnation(
+    tx: &Transaction<'_>,
+    now: i64,
+    worker_id: &str,
+    incarnation: u64,
+) -> Result<u64, StoreError> {
+    let running: Vec<(String, i64, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT id, attempt, max_retries, COALESCE(worker_incarnation, 0) FROM tasks
+             WHERE worker_id = ?1 AND state = 'running' AND COALESCE(worker_incarnation, 0) <> ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![worker_id, incarnation as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect()
+        })
+        .map_err(map_err)?;
+    for (id, attempt, max_retries, old) in &running {
+        let reason = format!(
+            "worker {worker_id} restarted (incarnation {} replaced by {incarnation}); the task's run was lost",
+            *old as u64
+        );
+        requeue_lost(
+            tx,
+            now,
+            id,
+            u32_col(*attempt),
+            u32_col(*max_retries),
+            &reason,
+        )?;
+    }
+    if !running.is_empty() {
+        bump_task_wake(tx)?;
+    }
+    Ok(running.len() as u64)
+}
+
+fn u32_col(v: i64) -> u32 {
+    v.clamp(0, u32::MAX as i64) as u32
+}
+
 /// Tells other processes' change detectors that tasks may have become claimable.
 fn bump_task_wake(tx: &Transaction<'_>) -> Result<(), StoreError> {
     exec(
@@ -248,6 +293,7 @@ impl QueueStore for SqliteStore {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        validate_tasks(tasks)?;
         let tasks = tasks.to_vec();
         let ids = self
             .write(move |tx, now| {
@@ -302,8 +348,7 @@ impl QueueStore for SqliteStore {
                             to_json(&t.metadata)?,
                             t.max_retries
                                 .unwrap_or(RetryPolicy::default().max_retries),
-                            t.timeout_ms.unwrap_or(DEFAULT_TASK_TIMEOUT_MS).min(i64::MAX as u64)
-                                as i64,
+                            i64_param(t.timeout_ms.unwrap_or(DEFAULT_TASK_TIMEOUT_MS)),
                             state.as_str(),
                             error,
                             now,
@@ -334,6 +379,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> StoreResult<Vec<Task>> {
+        req.validate()?;
         if req.limit == 0 {
             return Ok(Vec::new());
         }
@@ -351,20 +397,33 @@ impl QueueStore for SqliteStore {
                     .collect()
                 })
                 .map_err(map_err)?;
-            let lease_until = now.saturating_add(req.lease_ms.min(i64::MAX as u64) as i64);
+            let lease_until = expiry(now, req.lease_ms);
             let mut out = Vec::with_capacity(seqs.len());
             let mut update = tx
                 .prepare_cached(&format!(
                     "UPDATE tasks SET state = 'running', worker_id = ?2, attempt = attempt + 1,
-                       fence = fence + 1, lease_expires_at = ?3,
-                       deadline_at = CASE WHEN timeout_ms > 0 THEN ?4 + timeout_ms END,
+                       fence = fence + 1, lease_expires_at = ?3, worker_incarnation = ?5,
+                       deadline_at = CASE WHEN timeout_ms <= 0 THEN NULL
+                                          WHEN timeout_ms <= ?6 THEN ?4 + timeout_ms
+                                          ELSE ?7 END,
                        started_at = ?4, updated_at = ?4, finished_at = NULL
                      WHERE seq = ?1 RETURNING {COLS}"
                 ))
                 .map_err(map_err)?;
             for seq in seqs {
                 let raw = update
-                    .query_row(params![seq, req.worker_id, lease_until, now], row_to_raw)
+                    .query_row(
+                        params![
+                            seq,
+                            req.worker_id,
+                            lease_until,
+                            now,
+                            req.incarnation as i64,
+                            i64::MAX - now.max(0),
+                            i64::MAX
+                        ],
+                        row_to_raw,
+                    )
                     .map_err(map_err)?;
                 let mut task = decode(raw)?;
                 if !task.depends_on.is_empty() {
@@ -397,9 +456,10 @@ impl QueueStore for SqliteStore {
         fence: u64,
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>> {
+        validate_lease(lease_ms)?;
         let id = task_id.to_string();
         self.write(move |tx, now| {
-            let until = now.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
+            let until = expiry(now, lease_ms);
             let n = exec(
                 tx,
                 "UPDATE tasks SET lease_expires_at = ?3, updated_at = ?4
@@ -415,15 +475,22 @@ impl QueueStore for SqliteStore {
         .await
     }
 
-    async fn extend_worker_leases(&self, worker_id: &str, lease_ms: u64) -> StoreResult<u64> {
+    async fn extend_worker_leases(
+        &self,
+        worker_id: &str,
+        incarnation: u64,
+        lease_ms: u64,
+    ) -> StoreResult<u64> {
+        validate_lease(lease_ms)?;
         let w = worker_id.to_string();
         self.write(move |tx, now| {
-            let until = now.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
+            let until = expiry(now, lease_ms);
             Ok(exec(
                 tx,
                 "UPDATE tasks SET lease_expires_at = MAX(COALESCE(lease_expires_at, 0), ?2)
-                 WHERE worker_id = ?1 AND state = 'running'",
-                params![w, until],
+                 WHERE worker_id = ?1 AND state = 'running'
+                   AND COALESCE(worker_incarnation, 0) = ?3",
+                params![w, until, incarnation as i64],
             )? as u64)
         })
         .await
@@ -456,7 +523,7 @@ impl QueueStore for SqliteStore {
                             if let Some(w) = worker {
                                 let e = per_worker.entry(w).or_default();
                                 e.0 += 1;
-                                e.1 += u64_col(now - started.unwrap_or(now));
+                                e.1 += u64_col(now.saturating_sub(started.unwrap_or(now)));
                             }
                             wake |= has_dependents(tx, &c.task_id)?;
                             out.push(Settlement::Applied(TaskState::Completed));
@@ -534,7 +601,13 @@ impl QueueStore for SqliteStore {
                     &policy,
                 )?;
                 if let Some(w) = worker {
-                    add_outcomes(tx, &w, 0, 1, u64_col(now - started.unwrap_or(now)))?;
+                    add_outcomes(
+                        tx,
+                        &w,
+                        0,
+                        1,
+                        u64_col(now.saturating_sub(started.unwrap_or(now))),
+                    )?;
                 }
                 out.push(Settlement::Applied(new_state));
             }
@@ -687,7 +760,7 @@ impl QueueStore for SqliteStore {
         let w = worker_id.to_string();
         let n = self
             .write(move |tx, now| {
-                let running: Vec<(String, u32, u32)> = tx
+                let running: Vec<(String, i64, i64)> = tx
                     .prepare_cached(
                         "SELECT id, attempt, max_retries FROM tasks WHERE worker_id = ?1 AND state = 'running'",
                     )
@@ -697,7 +770,7 @@ impl QueueStore for SqliteStore {
                     })
                     .map_err(map_err)?;
                 for (id, attempt, max_retries) in &running {
-                    requeue_lost(tx, now, id, *attempt, *max_retries, &format!("worker {w} lost"))?;
+                    requeue_lost(tx, now, id, u32_col(*attempt), u32_col(*max_retries), &format!("worker {w} lost"))?;
                 }
                 if !running.is_empty() {
                     bump_task_wake(tx)?;
@@ -715,26 +788,54 @@ impl QueueStore for SqliteStore {
         let policy = *policy;
         let report = self
             .write(move |tx, now| {
-                let expired: Vec<(String, u32, u32, Option<i64>, Option<String>, Option<i64>, i64)> = tx
-                    .prepare_cached(
-                        "SELECT id, attempt, max_retries, deadline_at, worker_id, started_at, timeout_ms
+                // Numbers are read through CASTs (a REAL written by an older build's overflow
+                // reads as the nearest integer) and each row is decoded on its own: a row that
+                // still cannot be decoded is skipped and logged, never fails the sweep.
+                let expired: Vec<rusqlite::Result<Expired>> = {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT id, CAST(attempt AS INTEGER), CAST(max_retries AS INTEGER),
+                           CAST(deadline_at AS INTEGER), worker_id, CAST(started_at AS INTEGER),
+                           CAST(timeout_ms AS INTEGER)
                          FROM tasks WHERE state = 'running'
                            AND (lease_expires_at <= ?1 OR deadline_at <= ?1)",
-                    )
-                    .and_then(|mut s| {
-                        s.query_map([now], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-                        })?
+                        )
+                        .map_err(map_err)?;
+                    stmt.query_map([now], Expired::from_row)
+                        .map_err(map_err)?
                         .collect()
-                    })
-                    .map_err(map_err)?;
+                };
                 let mut report = ReapReport::default();
-                for (id, attempt, max_retries, deadline, worker, started, timeout) in expired {
+                for row in expired {
+                    let e = match row {
+                        Ok(e) => e,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "reaper skipped an undecodable task row");
+                            report.skipped += 1;
+                            continue;
+                        }
+                    };
+                    let Expired {
+                        id,
+                        attempt,
+                        max_retries,
+                        deadline,
+                        worker,
+                        started,
+                        timeout,
+                    } = e;
+                    let (attempt, max_retries) = (u32_col(attempt), u32_col(max_retries));
                     // A passed deadline is the task's fault (it ran too long); an expired lease
                     // alone means its worker stopped renewing, i.e. is presumed dead.
                     let state = if deadline.is_some_and(|d| d <= now) {
                         if let Some(w) = &worker {
-                            add_outcomes(tx, w, 0, 1, u64_col(now - started.unwrap_or(now)))?;
+                            add_outcomes(
+                                tx,
+                                w,
+                                0,
+                                1,
+                                u64_col(now.saturating_sub(started.unwrap_or(now))),
+                            )?;
                         }
                         apply_failure(
                             tx,
@@ -748,7 +849,14 @@ impl QueueStore for SqliteStore {
                         )?
                     } else {
                         let who = worker.as_deref().unwrap_or("?");
-                        requeue_lost(tx, now, &id, attempt, max_retries, &format!("lease of worker {who} expired"))?
+                        requeue_lost(
+                            tx,
+                            now,
+                            &id,
+                            attempt,
+                            max_retries,
+                            &format!("lease of worker {who} expired"),
+                        )?
                     };
                     match state {
                         TaskState::Pending => report.requeued += 1,
@@ -766,5 +874,30 @@ impl QueueStore for SqliteStore {
             self.notify(Topic::Tasks);
         }
         Ok(report)
+    }
+}
+
+/// A running task past its lease or deadline, as the reaper reads it.
+struct Expired {
+    id: String,
+    attempt: i64,
+    max_retries: i64,
+    deadline: Option<i64>,
+    worker: Option<String>,
+    started: Option<i64>,
+    timeout: i64,
+}
+
+impl Expired {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            attempt: r.get(1)?,
+            max_retries: r.get(2)?,
+            deadline: r.get(3)?,
+            worker: r.get(4)?,
+            started: r.get(5)?,
+            timeout: r.get(6)?,
+        })
     }
 }

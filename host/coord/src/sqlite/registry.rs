@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use super::codec::{from_json, to_json, u64_col};
+use super::codec::{from_json, i64_param, to_json, u64_col};
+use super::queue::requeue_replaced_incarnation;
 use super::{SqliteStore, map_err};
 use crate::error::StoreError;
 use crate::model::*;
@@ -12,7 +13,7 @@ use crate::store::{RegistryStore, StoreResult};
 
 const COLS: &str = "worker_id, hostname, status, registered_at, last_heartbeat, max_tasks, \
      active_tasks, available_slots, capabilities, metadata, heartbeat, completed, failed, \
-     total_duration_ms";
+     total_duration_ms, incarnation, heartbeat_interval_ms, stale_threshold_ms";
 
 struct RawWorker {
     rec: WorkerRecord,
@@ -43,6 +44,9 @@ fn row_to_raw(r: &Row<'_>) -> rusqlite::Result<RawWorker> {
                 failed: u64_col(r.get(12)?),
                 total_duration_ms: u64_col(r.get(13)?),
             },
+            incarnation: r.get::<_, i64>(14)? as u64,
+            heartbeat_interval_ms: u64_col(r.get(15)?),
+            stale_threshold_ms: u64_col(r.get(16)?),
         },
         status: r.get(2)?,
         capabilities: r.get(8)?,
@@ -82,18 +86,22 @@ impl RegistryStore for SqliteStore {
         let caps = to_json(&reg.capabilities)?;
         let meta = to_json(&reg.metadata)?;
         let hb = to_json(&HeartbeatInfo::default())?;
-        self.write(move |tx, now| {
+        let woke = self.write(move |tx, now| {
+            // The previous process under this name is gone: its runs are lost, now.
+            let requeued = requeue_replaced_incarnation(tx, now, &reg.worker_id, reg.incarnation)?;
             // Re-registration keeps the worker's history (its stats) but resets everything else.
             exec(
                 tx,
                 &format!(
-                    "INSERT INTO workers ({COLS}) VALUES (?1, ?2, 'active', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, 0)
+                    "INSERT INTO workers ({COLS}) VALUES (?1, ?2, 'active', ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, 0, ?10, ?11, ?12)
                      ON CONFLICT (worker_id) DO UPDATE SET hostname = excluded.hostname,
                        status = 'active', registered_at = excluded.registered_at,
                        last_heartbeat = excluded.last_heartbeat, max_tasks = excluded.max_tasks,
                        active_tasks = excluded.active_tasks, available_slots = excluded.available_slots,
                        capabilities = excluded.capabilities, metadata = excluded.metadata,
-                       heartbeat = excluded.heartbeat"
+                       heartbeat = excluded.heartbeat, incarnation = excluded.incarnation,
+                       heartbeat_interval_ms = excluded.heartbeat_interval_ms,
+                       stale_threshold_ms = excluded.stale_threshold_ms"
                 ),
                 params![
                     reg.worker_id,
@@ -104,13 +112,21 @@ impl RegistryStore for SqliteStore {
                     reg.capacity.available_slots,
                     caps,
                     meta,
-                    hb
+                    hb,
+                    reg.incarnation as i64,
+                    i64_param(reg.heartbeat_interval_ms),
+                    i64_param(reg.stale_threshold_ms)
                 ],
             )?;
-            fetch(tx, &reg.worker_id)?
-                .ok_or_else(|| StoreError::Backend("registered worker vanished".into()))
+            let rec = fetch(tx, &reg.worker_id)?
+                .ok_or_else(|| StoreError::Backend("registered worker vanished".into()))?;
+            Ok((rec, requeued > 0))
         })
-        .await
+        .await?;
+        if woke.1 {
+            self.notify(crate::store::Topic::Tasks);
+        }
+        Ok(woke.0)
     }
 
     async fn deregister_worker(&self, worker_id: &str) -> StoreResult<bool> {
@@ -122,6 +138,7 @@ impl RegistryStore for SqliteStore {
     async fn update_worker_status(
         &self,
         worker_id: &str,
+        incarnation: Option<u64>,
         status: WorkerStatus,
         capacity: Option<&CapacityUpdate>,
     ) -> StoreResult<bool> {
@@ -131,6 +148,9 @@ impl RegistryStore for SqliteStore {
             let Some(rec) = fetch(tx, &id)? else {
                 return Ok(false);
             };
+            if incarnation.is_some_and(|i| i != rec.incarnation) {
+                return Ok(false);
+            }
             let mut cap = rec.capacity;
             if let Some(u) = &update {
                 cap.apply(u);
@@ -146,7 +166,12 @@ impl RegistryStore for SqliteStore {
         .await
     }
 
-    async fn record_heartbeat(&self, worker_id: &str, info: &HeartbeatInfo) -> StoreResult<bool> {
+    async fn record_heartbeat(
+        &self,
+        worker_id: &str,
+        incarnation: u64,
+        info: &HeartbeatInfo,
+    ) -> StoreResult<bool> {
         let id = worker_id.to_string();
         let hb = to_json(info)?;
         let active = info.active_tasks;
@@ -158,8 +183,8 @@ impl RegistryStore for SqliteStore {
                    active_tasks = COALESCE(?4, active_tasks),
                    available_slots = CASE WHEN ?4 IS NULL THEN available_slots
                                           ELSE MAX(max_tasks - ?4, 0) END
-                 WHERE worker_id = ?1",
-                params![id, now, hb, active],
+                 WHERE worker_id = ?1 AND incarnation = ?5",
+                params![id, now, hb, active, incarnation as i64],
             )?;
             Ok(n > 0)
         })
@@ -206,16 +231,21 @@ impl RegistryStore for SqliteStore {
         .await
     }
 
-    async fn mark_stale_workers(&self, threshold_ms: i64) -> StoreResult<Vec<String>> {
+    async fn mark_stale_workers(&self, floor_ms: i64) -> StoreResult<Vec<String>> {
         self.write(move |tx, now| {
+            // Each worker by its own threshold (WorkerRecord::stale_after_ms). The arithmetic is
+            // on REALs, so no stored value can overflow it.
             let mut stmt = tx
                 .prepare_cached(
                     "UPDATE workers SET status = 'offline'
-                     WHERE status <> 'offline' AND last_heartbeat <= ?1 RETURNING worker_id",
+                     WHERE status <> 'offline'
+                       AND last_heartbeat <= ?1 - MAX(CAST(stale_threshold_ms AS REAL),
+                                                      2.0 * heartbeat_interval_ms, ?2)
+                     RETURNING worker_id",
                 )
                 .map_err(map_err)?;
             let mut ids = stmt
-                .query_map([now - threshold_ms], |r| r.get::<_, String>(0))
+                .query_map(params![now, floor_ms], |r| r.get::<_, String>(0))
                 .map_err(map_err)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(map_err)?;

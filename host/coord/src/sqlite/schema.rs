@@ -109,8 +109,35 @@ CREATE TABLE IF NOT EXISTS task_deps (
 CREATE INDEX IF NOT EXISTS task_deps_dep ON task_deps (dep_id);
 "#;
 
+/// Steps after the base schema, numbered by `PRAGMA user_version` (step `i` brings the file to
+/// version `i + 1`). A released step must never be edited: append a new one.
+const STEPS: &[&str] = &[
+    // 1: incarnations and per-worker failure detection. Rows registered before this step get the
+    // seeds' defaults (30 s heartbeats, 120 s threshold) rather than the detector's floor.
+    "ALTER TABLE workers ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE workers ADD COLUMN heartbeat_interval_ms INTEGER NOT NULL DEFAULT 30000;
+     ALTER TABLE workers ADD COLUMN stale_threshold_ms INTEGER NOT NULL DEFAULT 120000;
+     ALTER TABLE tasks ADD COLUMN worker_incarnation INTEGER;",
+];
+
 pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {
     // Concurrent first opens from several processes: the IMMEDIATE transaction serialises them.
-    conn.execute_batch(&format!("BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;"))
-        .map_err(map_err)
+    let mut sql = format!("BEGIN IMMEDIATE;\n{SCHEMA}\n");
+    conn.execute_batch(&sql).map_err(map_err)?;
+    let result = (|| {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(map_err)?;
+        sql.clear();
+        for (i, step) in STEPS.iter().enumerate().skip(version.max(0) as usize) {
+            sql.push_str(step);
+            sql.push_str(&format!("\nPRAGMA user_version = {};\n", i + 1));
+        }
+        sql.push_str("COMMIT;");
+        conn.execute_batch(&sql).map_err(map_err)
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK;");
+    }
+    result
 }

@@ -31,6 +31,9 @@ pub struct QueueState {
     pub outcomes: Vec<Outcome>,
     /// Whether tasks may have become claimable (wake subscribers).
     pub wake: bool,
+    /// Task files that could not be decoded: left out (and logged) so one bad record never
+    /// stops the queue, or a sweep, for everyone else.
+    pub skipped: u64,
 }
 
 fn ms(v: u64) -> i64 {
@@ -45,8 +48,15 @@ impl QueueState {
                 .map_err(|e| StoreError::Corrupt(format!("queue meta: {e}")))?;
         }
         for (path, v) in snap.under(TASKS_DIR) {
-            let r = TaskRecord::decode(path, v)?;
-            s.tasks.insert(r.id.clone(), r);
+            match TaskRecord::decode(path, v) {
+                Ok(r) => {
+                    s.tasks.insert(r.id.clone(), r);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an undecodable task record");
+                    s.skipped += 1;
+                }
+            }
         }
         Ok(s)
     }
@@ -134,6 +144,7 @@ impl QueueState {
                 attempt: 0,
                 state,
                 worker_id: None,
+                worker_incarnation: 0,
                 lease_expires_at: None,
                 deadline_at: None,
                 fence: 0,
@@ -195,8 +206,9 @@ impl QueueState {
             let r = self.touch(&id).expect("picked from the map");
             r.state = TaskState::Running;
             r.worker_id = Some(req.worker_id.clone());
-            r.attempt += 1;
-            r.fence += 1;
+            r.worker_incarnation = req.incarnation;
+            r.attempt = r.attempt.saturating_add(1);
+            r.fence = r.fence.saturating_add(1);
             r.lease_expires_at = Some(lease_until);
             r.deadline_at = (r.timeout_ms > 0).then(|| now.saturating_add(ms(r.timeout_ms)));
             r.started_at = Some(now);
@@ -249,12 +261,19 @@ impl QueueState {
         Ok(until)
     }
 
-    pub fn extend_worker_leases(&mut self, now: i64, worker: &str, lease_ms: u64) -> u64 {
+    pub fn extend_worker_leases(
+        &mut self,
+        now: i64,
+        worker: &str,
+        incarnation: u64,
+        lease_ms: u64,
+    ) -> u64 {
         let until = now.saturating_add(ms(lease_ms));
         let ids: Vec<String> = self
             .tasks
             .values()
             .filter(|r| r.state == TaskState::Running && r.worker_id.as_deref() == Some(worker))
+            .filter(|r| r.worker_incarnation == incarnation)
             .map(|r| r.id.clone())
             .collect();
         for id in &ids {
@@ -449,6 +468,27 @@ impl QueueState {
         ids.len() as u64
     }
 
+    /// Requeues (dead if out of attempts) every task of `worker` still running under an
+    /// incarnation other than `incarnation`: that process was replaced by a new start under the
+    /// same name, so its runs are lost.
+    pub fn requeue_replaced(&mut self, now: i64, worker: &str, incarnation: u64) -> u64 {
+        let lost: Vec<(String, u64)> = self
+            .tasks
+            .values()
+            .filter(|r| r.state == TaskState::Running && r.worker_id.as_deref() == Some(worker))
+            .filter(|r| r.worker_incarnation != incarnation)
+            .map(|r| (r.id.clone(), r.worker_incarnation))
+            .collect();
+        for (id, old) in &lost {
+            let reason = format!(
+                "worker {worker} restarted (incarnation {old} replaced by {incarnation}); the task's run was lost"
+            );
+            self.requeue_lost(now, id, &reason);
+        }
+        self.wake |= !lost.is_empty();
+        lost.len() as u64
+    }
+
     pub fn reap_expired(&mut self, now: i64, policy: &RetryPolicy) -> ReapReport {
         let expired: Vec<String> = self
             .tasks
@@ -460,7 +500,10 @@ impl QueueState {
             })
             .map(|r| r.id.clone())
             .collect();
-        let mut report = ReapReport::default();
+        let mut report = ReapReport {
+            skipped: self.skipped,
+            ..ReapReport::default()
+        };
         for id in expired {
             let r = &self.tasks[&id];
             let (attempt, max, worker, started, timeout, deadline) = (
@@ -478,7 +521,7 @@ impl QueueState {
                     self.outcomes.push(Outcome {
                         worker: w.clone(),
                         success: false,
-                        duration_ms: (now - started.unwrap_or(now)).max(0) as u64,
+                        duration_ms: now.saturating_sub(started.unwrap_or(now)).max(0) as u64,
                     });
                 }
                 let msg = format!("timed out after {timeout} ms");

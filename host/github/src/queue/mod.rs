@@ -106,6 +106,15 @@ impl GithubQueue {
         QueueState::load(&self.doc.read().await?)
     }
 
+    /// Requeues the tasks still running under a replaced incarnation of `worker_id` (see
+    /// [`QueueState::requeue_replaced`]); returns how many.
+    pub async fn requeue_replaced(&self, worker_id: &str, incarnation: u64) -> StoreResult<u64> {
+        self.txn("requeue a replaced incarnation's tasks", |st, now| {
+            Ok(st.requeue_replaced(now, worker_id, incarnation))
+        })
+        .await
+    }
+
     /// Enqueues people's issue submissions (see [`Issues::submissions`]); returns the new ids.
     /// Safe to run from every worker: the task id is derived from the issue number, so a second
     /// importer finds it present and skips it.
@@ -148,6 +157,7 @@ impl QueueStore for GithubQueue {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
+        validate_tasks(tasks)?;
         // Ids are chosen once, so that retried transactions and the issues agree on them.
         let ids: Vec<String> = tasks
             .iter()
@@ -189,6 +199,7 @@ impl QueueStore for GithubQueue {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> StoreResult<Vec<Task>> {
+        req.validate()?;
         if req.limit == 0 {
             return Ok(Vec::new());
         }
@@ -201,15 +212,22 @@ impl QueueStore for GithubQueue {
         fence: u64,
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>> {
+        validate_lease(lease_ms)?;
         self.txn("renew lease", |st, now| {
             Ok(st.renew_lease(now, task_id, fence, lease_ms))
         })
         .await
     }
 
-    async fn extend_worker_leases(&self, worker_id: &str, lease_ms: u64) -> StoreResult<u64> {
+    async fn extend_worker_leases(
+        &self,
+        worker_id: &str,
+        incarnation: u64,
+        lease_ms: u64,
+    ) -> StoreResult<u64> {
+        validate_lease(lease_ms)?;
         self.txn("extend leases", |st, now| {
-            Ok(st.extend_worker_leases(now, worker_id, lease_ms))
+            Ok(st.extend_worker_leases(now, worker_id, incarnation, lease_ms))
         })
         .await
     }

@@ -35,6 +35,9 @@ pub struct TaskRecord {
     pub attempt: u32,
     pub state: TaskState,
     pub worker_id: Option<String>,
+    /// The incarnation of `worker_id` that claimed it (0 = unannounced).
+    #[serde(default)]
+    pub worker_incarnation: u64,
     pub lease_expires_at: Option<i64>,
     pub deadline_at: Option<i64>,
     pub fence: u64,

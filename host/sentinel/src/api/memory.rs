@@ -10,7 +10,7 @@ use sentinel_coord::model::{MemoryEntry, MemoryWrite, WriteOutcome};
 use serde::Deserialize;
 
 use super::extract::{Body, Path, Query};
-use super::page::Page;
+use super::page::{Page, encode_cursor};
 use super::{ApiError, in_range, iso, name_len, tenant};
 use crate::node::NodeState;
 
@@ -58,8 +58,35 @@ pub async fn list(
     }
     let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), false)?;
     s.metrics.memory_ops.with_label_values(&["list"]).inc();
-    let entries = s.store.memory_list(&tenant, &ns, &q.prefix).await?;
-    let (entries, next) = page.apply(entries, |e| e.key.clone());
+    if page.descending {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            "invalid query parameter order: memory keys are listed in ascending order only",
+        ));
+    }
+    // One keyset page of keys from the store (no values loaded), then the page's entries.
+    let mut keys = s
+        .store
+        .memory_list_keys(
+            &tenant,
+            &ns,
+            &q.prefix,
+            page.after.as_deref(),
+            page.limit as u32 + 1,
+        )
+        .await?;
+    let more = keys.len() > page.limit;
+    keys.truncate(page.limit);
+    let mut entries = Vec::with_capacity(keys.len());
+    for key in &keys {
+        // A key deleted or expired since the key read is simply not on the page.
+        if let Some(e) = s.store.memory_get(&tenant, &ns, key).await? {
+            entries.push(e);
+        }
+    }
+    let next = more
+        .then(|| keys.last().map(|k| encode_cursor(k)))
+        .flatten();
     Ok(Json(serde_json::json!({
         "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
         "next_cursor": next,
