@@ -177,3 +177,51 @@ async fn sigterm_drains_a_worker_without_losing_or_repeating_a_task() {
         "{workers}"
     );
 }
+
+/// A supervisor restarts a killed worker under the same id at once. The new process's
+/// heartbeat must not keep the dead process's leases alive: its registration requeues them
+/// (attempt + 1, cause: the restart), long before their 120 s deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_under_the_same_id_requeues_its_previous_runs_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("restart.db").display());
+    let first = spawn_worker("w1", &store, dir.path(), 4);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let r = first
+            .client
+            .post(
+                "/v1/tasks",
+                &json!({"type": "sleep", "payload": {"ms": 3000}, "timeout_ms": 120_000}),
+            )
+            .await
+            .unwrap();
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    let running = wait_until_running_on(&first.client, "w1").await;
+    assert!(!running.is_empty());
+    first.signal(libc::SIGKILL);
+    let second = spawn_worker("w1", &store, dir.path(), 4);
+    let restarted_at = Instant::now();
+    let tasks = until(
+        Duration::from_secs(60),
+        "every task to complete on the new process",
+        async || {
+            let tasks = all_tasks(&second.client).await;
+            (tasks.len() == 4 && tasks.iter().all(|t| t["status"] == "completed")).then_some(tasks)
+        },
+    )
+    .await;
+    eprintln!(
+        "all tasks completed {:?} after the restart",
+        restarted_at.elapsed()
+    );
+    // Well before the 120 s deadline (and the reaper): the restart requeued them.
+    assert!(restarted_at.elapsed() < Duration::from_secs(60));
+    for t in tasks
+        .iter()
+        .filter(|t| running.contains(&t["id"].as_str().unwrap().to_string()))
+    {
+        assert_eq!(t["attempt"], 2, "{t}");
+    }
+}
