@@ -187,6 +187,19 @@ impl<'de> serde::Deserialize<'de> for Int {
 
 /// Milliseconds since the epoch as RFC 3339.
 pub(crate) fn iso(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    // Clamped to the documented timestamp range: a record written before ranges were
+    // enforced must not make a read panic (SystemTime and RFC 3339 both stop short of i64).
+    let ms = ms.clamp(0, sentinel_coord::model::limits::TIMESTAMP_MS.max);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod iso_tests {
+    #[test]
+    fn any_stored_time_formats_without_panicking() {
+        assert_eq!(super::iso(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::iso(-5), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::iso(i64::MAX), "9999-12-31T23:59:59.999Z");
+    }
 }
