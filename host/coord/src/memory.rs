@@ -371,7 +371,7 @@ impl MemorySync {
         limit: u32,
     ) -> Result<Vec<MemoryEntry>, SyncError> {
         self.store
-            .memory_list(&self.tenant, namespace, prefix, limit)
+            .memory_list(&self.tenant, namespace, prefix, None, limit)
             .await
             .map_err(sync_err(namespace))
     }

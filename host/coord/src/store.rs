@@ -123,13 +123,14 @@ pub trait MemoryStore: Send + Sync {
         key: &str,
         writer: &str,
     ) -> StoreResult<bool>;
-    /// Live entries whose key starts with `prefix`, ordered by key, at most `limit` (the first
-    /// ones).
+    /// Live entries whose key starts with `prefix` and is greater than `after` (a page cursor:
+    /// the last key of the previous page), ordered by key, at most `limit`.
     async fn memory_list(
         &self,
         tenant: &str,
         namespace: &str,
         prefix: &str,
+        after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>>;
     /// Keys of live entries starting with `prefix` and greater than `after` (a page cursor: the

@@ -280,6 +280,7 @@ impl MemoryStore for GithubMemory {
         tenant: &str,
         namespace: &str,
         prefix: &str,
+        after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>> {
         let snap = self.doc.read().await?;
@@ -288,7 +289,11 @@ impl MemoryStore for GithubMemory {
         let mut out = Vec::new();
         for (path, v) in snap.under(&d) {
             let name = path[d.len()..].trim_end_matches(".json");
-            if name.contains('/') || !dec(name).starts_with(prefix) {
+            if name.contains('/') {
+                continue;
+            }
+            let key = dec(name);
+            if !key.starts_with(prefix) || after.is_some_and(|a| key.as_str() <= a) {
                 continue;
             }
             let e: EntryFile = decode(path, v)?;

@@ -302,9 +302,10 @@ impl MemoryStore for GithubStore {
         t: &str,
         ns: &str,
         p: &str,
+        after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>> {
-        self.inner.memory.memory_list(t, ns, p, limit).await
+        self.inner.memory.memory_list(t, ns, p, after, limit).await
     }
     async fn memory_list_keys(
         &self,

@@ -254,6 +254,7 @@ impl MemoryStore for PgStore {
         tenant: &str,
         namespace: &str,
         prefix: &str,
+        after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>> {
         let now = self.now_param();
@@ -264,13 +265,14 @@ impl MemoryStore for PgStore {
                 .prepare_cached(&format!(
                     "SELECT {ENTRY_COLS} FROM memory
                      WHERE tenant = $1 AND namespace = $2 AND starts_with(key, $3)
+                       AND ($5::text IS NULL OR key > $5::text)
                        AND value IS NOT NULL
                        AND (expires_at IS NULL OR expires_at > sentinel_now_ms($4::int8))
-                     ORDER BY key LIMIT $5"
+                     ORDER BY key LIMIT $6"
                 ))
                 .await?;
             let rows = c
-                .query(&stmt, &[&tenant, &namespace, &prefix, &now, &limit])
+                .query(&stmt, &[&tenant, &namespace, &prefix, &now, &after, &limit])
                 .await?;
             Ok(rows
                 .iter()

@@ -43,15 +43,7 @@ async fn raw(c: &Client, node: &Node, method: &str, path: &str, body: &str) -> (
 }
 
 async fn wait_done(c: &Client, id: &str) -> Value {
-    until(Duration::from_secs(30), "the task to finish", async || {
-        let t = c.get(&format!("/v1/tasks/{id}")).await.ok()?;
-        matches!(
-            t["status"].as_str(),
-            Some("completed" | "dead" | "cancelled")
-        )
-        .then_some(t)
-    })
-    .await
+    wait_settled(c, id, Duration::from_secs(30)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,22 +58,10 @@ async fn submit(c: &Client, body: Value) -> String {
     r["id"].as_str().unwrap().to_string()
 }
 
-async fn wait_status(c: &Client, id: &str, limit: Duration) -> Value {
-    until(limit, "the task to settle", async || {
-        let t = c.get(&format!("/v1/tasks/{id}")).await.ok()?;
-        matches!(
-            t["status"].as_str(),
-            Some("completed" | "dead" | "cancelled")
-        )
-        .then_some(t)
-    })
-    .await
-}
-
 /// A normal task completes and the host reports itself healthy.
 async fn still_serves(c: &Client) {
     let id = submit(c, json!({"type": "echo", "payload": {"after": "attack"}})).await;
-    let t = wait_status(c, &id, Duration::from_secs(30)).await;
+    let t = wait_settled(c, &id, Duration::from_secs(30)).await;
     assert_eq!(t["status"], "completed", "{t}");
     let health = c.get("/health").await.unwrap();
     assert_eq!(health["status"], "healthy", "{health}");
@@ -114,7 +102,7 @@ async fn every_resource_attack_ends_in_a_named_bound_and_the_host_serves_on() {
             json!({"type": "hostile", "payload": payload, "max_retries": 0}),
         )
         .await;
-        let t = wait_status(&c, &id, Duration::from_secs(60)).await;
+        let t = wait_settled(&c, &id, Duration::from_secs(60)).await;
         assert_eq!(t["status"], "dead", "{payload}: {t}");
         let error = t["error"].as_str().unwrap_or_default();
         assert!(
@@ -129,7 +117,7 @@ async fn every_resource_attack_ends_in_a_named_bound_and_the_host_serves_on() {
         json!({"type": "hostile", "payload": {"attack": "huge-error"}, "max_retries": 0}),
     )
     .await;
-    let t = wait_status(&c, &id, Duration::from_secs(60)).await;
+    let t = wait_settled(&c, &id, Duration::from_secs(60)).await;
     let error = t["error"].as_str().unwrap_or_default();
     assert!(
         error.len() < (16 << 10) + 100,
@@ -197,7 +185,7 @@ async fn a_cancel_sent_to_another_host_stops_the_sandbox_where_it_runs() {
         json!({"type": "hostile", "payload": {"attack": "ok"}, "affinity": {"required_worker": "runner"}}),
     )
     .await;
-    let t = wait_status(&oc, &next, Duration::from_secs(30)).await;
+    let t = wait_settled(&oc, &next, Duration::from_secs(30)).await;
     assert_eq!(t["status"], "completed", "{t}");
     other.shutdown(Duration::from_secs(5)).await;
     runner.shutdown(Duration::from_secs(5)).await;

@@ -21,7 +21,7 @@ pub(crate) fn write(tenant: &str, ns: &str, key: &str, value: serde_json::Value)
     }
 }
 
-fn written(o: WriteOutcome) -> MemoryEntry {
+pub(crate) fn written(o: WriteOutcome) -> MemoryEntry {
     match o {
         WriteOutcome::Written(e) => e,
         other => panic!("expected the write to apply, got {other:?}"),
@@ -85,15 +85,23 @@ pub async fn memory_list_by_prefix_is_literal_and_scoped(f: &dyn StoreFactory) {
     s.memory_delete("t", "tasks", "task-2", "w1").await.unwrap();
     let keys = |v: Vec<MemoryEntry>| v.into_iter().map(|e| e.key).collect::<Vec<_>>();
     assert_eq!(
-        keys(s.memory_list("t", "tasks", "task-", 100).await.unwrap()),
+        keys(
+            s.memory_list("t", "tasks", "task-", None, 100)
+                .await
+                .unwrap()
+        ),
         ["task-1"]
     );
     assert_eq!(
-        keys(s.memory_list("t", "tasks", "task%", 100).await.unwrap()),
+        keys(
+            s.memory_list("t", "tasks", "task%", None, 100)
+                .await
+                .unwrap()
+        ),
         ["task%x"]
     );
     assert_eq!(
-        keys(s.memory_list("t", "tasks", "", 100).await.unwrap()),
+        keys(s.memory_list("t", "tasks", "", None, 100).await.unwrap()),
         ["other", "task%x", "task-1", "taskX"]
     );
 }
@@ -171,7 +179,7 @@ pub async fn memory_ttl_hides_entry_and_purge_logs_expiry(f: &dyn StoreFactory) 
     clock.advance_ms(1);
     assert!(s.memory_get("t", "global", "k").await.unwrap().is_none());
     assert!(
-        s.memory_list("t", "global", "", 100)
+        s.memory_list("t", "global", "", None, 100)
             .await
             .unwrap()
             .is_empty()
@@ -311,11 +319,23 @@ pub async fn memory_keys_are_listed_in_bounded_pages_without_values(f: &dyn Stor
     assert!(page(Some("a5"), 2).await.is_empty());
     assert_eq!(page(None, 100).await, ["a1", "a2", "a4", "a5"]);
     let listed: Vec<String> = s
-        .memory_list("t", "ns", "", 3)
+        .memory_list("t", "ns", "", None, 3)
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.key)
         .collect();
     assert_eq!(listed, ["a1", "a2", "a4"], "memory_list is bounded too");
+    let after: Vec<String> = s
+        .memory_list("t", "ns", "a", Some("a2"), 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(
+        after,
+        ["a4", "a5"],
+        "memory_list pages by key like the key listing"
+    );
 }

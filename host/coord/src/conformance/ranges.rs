@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::memory::written;
 use super::{StoreFactory, fresh};
 use crate::clock::Clock;
 use crate::error::{LockError, StoreError};
@@ -108,24 +109,9 @@ pub async fn task_timeout_range_is_enforced(f: &dyn StoreFactory) {
     assert_eq!(report.skipped, 0);
 }
 
+/// A plain write of `key` (tenant `t`, namespace `ns`).
 fn write(key: &str) -> MemoryWrite {
-    MemoryWrite {
-        tenant: "t".into(),
-        namespace: "ns".into(),
-        key: key.into(),
-        value: json!(1),
-        writer: "w".into(),
-        timestamp: None,
-        ttl_ms: None,
-        expected_version: None,
-    }
-}
-
-fn written(o: WriteOutcome) -> MemoryEntry {
-    match o {
-        WriteOutcome::Written(e) => e,
-        other => panic!("expected a write, got {other:?}"),
-    }
+    super::memory::write("t", "ns", key, json!(1))
 }
 
 pub async fn memory_ttl_range_is_enforced(f: &dyn StoreFactory) {
@@ -160,7 +146,7 @@ pub async fn memory_ttl_range_is_enforced(f: &dyn StoreFactory) {
     );
     clock.advance_ms(r.min);
     let live: Vec<String> = s
-        .memory_list("t", "ns", "", 10)
+        .memory_list("t", "ns", "", None, 10)
         .await
         .unwrap()
         .into_iter()

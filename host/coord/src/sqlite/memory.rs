@@ -259,12 +259,14 @@ impl MemoryStore for SqliteStore {
         tenant: &str,
         namespace: &str,
         prefix: &str,
+        after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<MemoryEntry>> {
-        let (t, n, p) = (
+        let (t, n, p, a) = (
             tenant.to_string(),
             namespace.to_string(),
             prefix.to_string(),
+            after.map(str::to_string),
         );
         self.read(move |tx, now| {
             // substr() rather than LIKE: keys may contain % and _.
@@ -272,12 +274,13 @@ impl MemoryStore for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {ENTRY_COLS} FROM memory
                      WHERE tenant = ?1 AND namespace = ?2 AND substr(key, 1, length(?3)) = ?3
+                       AND (?5 IS NULL OR key > ?5)
                        AND value IS NOT NULL AND (expires_at IS NULL OR expires_at > ?4)
-                     ORDER BY key LIMIT ?5"
+                     ORDER BY key LIMIT ?6"
                 ))
                 .map_err(map_err)?;
             let rows = stmt
-                .query_map(params![t, n, p, now, limit], row_to_entry)
+                .query_map(params![t, n, p, now, a, limit], row_to_entry)
                 .map_err(map_err)?;
             rows.map(|r| decode_entry(r.map_err(map_err)?)).collect()
         })

@@ -64,10 +64,10 @@ pub async fn list(
             "invalid query parameter order: memory keys are listed in ascending order only",
         ));
     }
-    // One keyset page of keys from the store (no values loaded), then the page's entries.
-    let mut keys = s
+    // One keyset page from the store: limit + 1 entries say whether there is a next page.
+    let mut entries = s
         .store
-        .memory_list_keys(
+        .memory_list(
             &tenant,
             &ns,
             &q.prefix,
@@ -75,17 +75,10 @@ pub async fn list(
             page.limit as u32 + 1,
         )
         .await?;
-    let more = keys.len() > page.limit;
-    keys.truncate(page.limit);
-    let mut entries = Vec::with_capacity(keys.len());
-    for key in &keys {
-        // A key deleted or expired since the key read is simply not on the page.
-        if let Some(e) = s.store.memory_get(&tenant, &ns, key).await? {
-            entries.push(e);
-        }
-    }
+    let more = entries.len() > page.limit;
+    entries.truncate(page.limit);
     let next = more
-        .then(|| keys.last().map(|k| encode_cursor(k)))
+        .then(|| entries.last().map(|e| encode_cursor(&e.key)))
         .flatten();
     Ok(Json(serde_json::json!({
         "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),

@@ -147,6 +147,19 @@ pub async fn all_tasks(c: &Client) -> Vec<serde_json::Value> {
 }
 
 /// Waits until `worker` is running at least one task; returns the ids it runs.
+/// Waits up to `limit` for task `id` to settle (completed, dead or cancelled); its view.
+pub async fn wait_settled(c: &Client, id: &str, limit: Duration) -> serde_json::Value {
+    until(limit, "the task to settle", async || {
+        let t = c.get(&format!("/v1/tasks/{id}")).await.ok()?;
+        matches!(
+            t["status"].as_str(),
+            Some("completed" | "dead" | "cancelled")
+        )
+        .then_some(t)
+    })
+    .await
+}
+
 pub async fn wait_until_running_on(c: &Client, worker: &str) -> Vec<String> {
     until(
         Duration::from_secs(60),
