@@ -16,7 +16,7 @@ use crate::host::http::OutboundPolicy;
 use crate::interrupt::{Bound, Interrupt, Reason};
 use crate::log::{CapturedLog, TaskLog};
 use crate::manifest::Manifest;
-use crate::policy::{Grant, Limits, RANDOM_BYTES};
+use crate::policy::{Ceiling, Grant, Limits, RANDOM_BYTES};
 use crate::runtime::Runtime;
 use crate::sandbox::{new_store, run_limited};
 use crate::scratch::{ScratchDir, measure};
@@ -93,15 +93,38 @@ impl ExecutorPlugin {
         services: &TaskServices,
         interrupt: &Interrupt,
     ) -> TaskOutcome {
+        self.run_under(runtime, task, services, interrupt, &Ceiling::NONE)
+            .await
+    }
+
+    /// Runs `task` in a fresh sandbox granted this plugin's grant narrowed by `ceiling` (its
+    /// tenant's), that `interrupt` can stop.
+    pub async fn run_under(
+        &self,
+        runtime: &Arc<Runtime>,
+        task: &Task,
+        services: &TaskServices,
+        interrupt: &Interrupt,
+        ceiling: &Ceiling,
+    ) -> TaskOutcome {
         let started = Instant::now();
-        let limits = self.grant.limits;
+        let grant = self.grant.within(ceiling);
+        let limits = grant.limits;
         let log = TaskLog::new(limits.log_bytes as usize);
-        let scratch = match self.scratch_dir(runtime, &task.id) {
+        let scratch = match self.scratch_dir(&grant, runtime, &task.id) {
             Ok(dir) => dir,
             Err(e) => return self.outcome(Err(e), &log, started, Duration::ZERO),
         };
         let result = self
-            .run_in(runtime, task, services, interrupt, &log, scratch.as_ref())
+            .run_in(
+                &grant,
+                runtime,
+                task,
+                services,
+                interrupt,
+                &log,
+                scratch.as_ref(),
+            )
             .await;
         let (result, cpu) = match result {
             Ok((result, cpu)) => (result, cpu),
@@ -122,8 +145,10 @@ impl ExecutorPlugin {
         self.outcome(result, &log, started, cpu)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_in(
         &self,
+        grant: &Grant,
         runtime: &Arc<Runtime>,
         task: &Task,
         services: &TaskServices,
@@ -131,8 +156,8 @@ impl ExecutorPlugin {
         log: &TaskLog,
         scratch: Option<&ScratchDir>,
     ) -> Result<(Result<Vec<u8>, SandboxError>, Duration), SandboxError> {
-        let limits = self.grant.limits;
-        let wasi = self.wasi_ctx(log, scratch)?;
+        let limits = grant.limits;
+        let wasi = self.wasi_ctx(grant, log, scratch)?;
         // Stops the guest when its scratch passes a quota; ends with the run.
         let _watch = scratch.map(|dir| {
             AbortOnDrop(tokio::spawn(watch_scratch(
@@ -147,17 +172,17 @@ impl ExecutorPlugin {
             log.clone(),
             limits,
             runtime.engine.ticks(limits.cpu),
-            OutboundPolicy::new(self.grant.outbound_hosts.clone()),
+            OutboundPolicy::new(grant.outbound_hosts.clone()),
             interrupt.clone(),
         );
-        if self.grant.memory {
+        if grant.memory {
             state.kv = Some(KvAccess {
                 backend: services.kv.clone(),
                 tenant: task.tenant.clone(),
             });
         }
         state.progress = Some((services.progress.clone(), task.id.clone()));
-        state.config = self.grant.config.clone();
+        state.config = grant.config.clone();
 
         let mut store = new_store(&runtime.engine, state);
         let result = run_limited(&mut store, &limits, async |store| {
@@ -200,10 +225,11 @@ impl ExecutorPlugin {
 
     fn scratch_dir(
         &self,
+        grant: &Grant,
         runtime: &Runtime,
         task_id: &str,
     ) -> Result<Option<ScratchDir>, SandboxError> {
-        if !self.grant.scratch {
+        if !grant.scratch {
             return Ok(None);
         }
         let root = &crate::scratch::host_root(&runtime.policy.scratch_root);
@@ -219,6 +245,7 @@ impl ExecutorPlugin {
 
     fn wasi_ctx(
         &self,
+        grant: &Grant,
         log: &TaskLog,
         scratch: Option<&ScratchDir>,
     ) -> Result<wasmtime_wasi::WasiCtx, SandboxError> {
@@ -227,14 +254,14 @@ impl ExecutorPlugin {
         b.stdout(log.clone())
             .stderr(log.clone())
             .max_random_size(RANDOM_BYTES);
-        for (k, v) in &self.grant.env {
+        for (k, v) in &grant.env {
             b.env(k, v);
         }
         if let Some(dir) = scratch {
             b.preopened_dir(dir.path(), "/scratch", FsPerms::ReadWrite)
                 .map_err(|e| SandboxError::Setup(format!("preopening scratch: {e:#}")))?;
         }
-        for (name, path) in &self.grant.read_dirs {
+        for (name, path) in &grant.read_dirs {
             b.preopened_dir(path, format!("/{name}"), FsPerms::ReadOnly)
                 .map_err(|e| {
                     SandboxError::Setup(format!(

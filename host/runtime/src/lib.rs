@@ -31,7 +31,7 @@ pub use executor::{ExecutorPlugin, TaskOutcome};
 pub use folder::{PluginFolder, PluginStatus};
 pub use interrupt::{Bound, Interrupt, Reason};
 pub use manifest::{Manifest, PluginKind};
-pub use policy::{Grant, HostPolicy, Limits};
+pub use policy::{Ceiling, Grant, HostPolicy, Limits};
 pub use runtime::{LoadedPlugin, Runtime, RuntimeConfig};
 pub use services::{InMemoryKv, KvBackend, KvError, ProgressSink, TaskServices};
 pub use strategy::StrategyPlugin;

@@ -130,7 +130,23 @@ impl Limits {
         memory_write_bytes: 0,
     };
 
-    fn min(self, other: Limits) -> Limits {
+    /// Larger than any real limit: the identity of [`Limits::min`].
+    pub const UNBOUNDED: Limits = Limits {
+        memory_bytes: u64::MAX,
+        cpu: Duration::MAX,
+        timeout: Duration::MAX,
+        output_bytes: u64::MAX,
+        log_bytes: u64::MAX,
+        error_bytes: u64::MAX,
+        host_handles: u64::MAX,
+        scratch_bytes: u64::MAX,
+        scratch_files: u64::MAX,
+        memory_writes: u64::MAX,
+        memory_write_bytes: u64::MAX,
+    };
+
+    /// Each limit the smaller of the two.
+    pub fn min(self, other: Limits) -> Limits {
         Limits {
             memory_bytes: self.memory_bytes.min(other.memory_bytes),
             cpu: self.cpu.min(other.cpu),
@@ -190,19 +206,51 @@ pub struct HostPolicy {
 }
 
 impl Default for HostPolicy {
+    /// Nothing by default: no scratch, no shared memory, no directories, environment or hosts.
+    /// The operator turns each on.
     fn default() -> Self {
         HostPolicy {
-            allow_scratch: true,
+            allow_scratch: false,
             scratch_root: std::env::temp_dir().join("sentinel-scratch"),
             read_dirs: BTreeMap::new(),
             env: BTreeMap::new(),
             outbound_hosts: Vec::new(),
-            allow_memory: true,
+            allow_memory: false,
             default_limits: Limits::EXECUTOR_DEFAULT,
             max_limits: Limits::EXECUTOR_MAX,
             require_sha256_pin: false,
         }
     }
+}
+
+/// An upper bound on grants, applied after manifest ∩ host policy: a tenant's sandbox ceiling.
+/// `None` lists mean "whatever the grant has"; limits are maxima.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ceiling {
+    /// A scratch directory allowed at all.
+    pub scratch: bool,
+    /// Shared memory allowed at all.
+    pub memory: bool,
+    /// Read-only directory names allowed.
+    pub read_dirs: Option<Vec<String>>,
+    /// Environment variable names allowed.
+    pub env: Option<Vec<String>>,
+    /// Outbound hosts allowed (case-insensitive).
+    pub outbound_hosts: Option<Vec<String>>,
+    /// The largest limits.
+    pub limits: Limits,
+}
+
+impl Ceiling {
+    /// No narrowing at all.
+    pub const NONE: Ceiling = Ceiling {
+        scratch: true,
+        memory: true,
+        read_dirs: None,
+        env: None,
+        outbound_hosts: None,
+        limits: Limits::UNBOUNDED,
+    };
 }
 
 /// Exactly what one plugin gets: the intersection of its manifest and the host policy.
@@ -290,6 +338,39 @@ impl Grant {
         }
     }
 
+    /// This grant narrowed by `ceiling` (e.g. a tenant's): each capability kept only if the
+    /// ceiling allows it too, each limit the smaller of the two. Never widens anything.
+    pub fn within(&self, ceiling: &Ceiling) -> Grant {
+        let allowed = |list: &Option<Vec<String>>, item: &str| {
+            list.as_ref()
+                .is_none_or(|l| l.iter().any(|x| x.eq_ignore_ascii_case(item)))
+        };
+        Grant {
+            scratch: self.scratch && ceiling.scratch,
+            read_dirs: self
+                .read_dirs
+                .iter()
+                .filter(|(name, _)| allowed(&ceiling.read_dirs, name))
+                .cloned()
+                .collect(),
+            env: self
+                .env
+                .iter()
+                .filter(|(name, _)| allowed(&ceiling.env, name))
+                .cloned()
+                .collect(),
+            outbound_hosts: self
+                .outbound_hosts
+                .iter()
+                .filter(|h| allowed(&ceiling.outbound_hosts, h))
+                .cloned()
+                .collect(),
+            memory: self.memory && ceiling.memory,
+            limits: self.limits.min(ceiling.limits),
+            config: self.config.clone(),
+        }
+    }
+
     /// The grant of every strategy: nothing but fixed, small limits.
     pub fn strategy() -> Grant {
         Grant {
@@ -360,5 +441,63 @@ mod tests {
         };
         let g = Grant::new(&m, &policy);
         assert!(!g.scratch && !g.memory);
+    }
+
+    #[test]
+    fn the_host_policy_allows_nothing_by_default() {
+        let m = manifest("[capabilities]\nscratch = true\nmemory = true\n");
+        let g = Grant::new(&m, &HostPolicy::default());
+        assert!(!g.scratch && !g.memory);
+    }
+
+    fn generous() -> Grant {
+        let m = manifest(
+            "[capabilities]\nscratch = true\nmemory = true\nenv = [\"A\", \"B\"]\noutbound-hosts = [\"a.example\", \"b.example\"]\n[limits]\nmemory-mb = 256\ncpu-ms = 60000\n",
+        );
+        let mut policy = HostPolicy {
+            allow_scratch: true,
+            allow_memory: true,
+            ..HostPolicy::default()
+        };
+        policy.env.insert("A".into(), "1".into());
+        policy.env.insert("B".into(), "2".into());
+        policy.outbound_hosts.push("*".into());
+        Grant::new(&m, &policy)
+    }
+
+    #[test]
+    fn a_ceiling_caps_every_capability_and_limit_of_a_generous_plugin() {
+        let g = generous();
+        assert!(g.scratch && g.memory && g.env.len() == 2 && g.outbound_hosts.len() == 2);
+        let ceiling = Ceiling {
+            scratch: false,
+            memory: false,
+            read_dirs: Some(vec![]),
+            env: Some(vec!["B".into()]),
+            outbound_hosts: Some(vec!["A.example".into()]),
+            limits: Limits {
+                memory_bytes: 32 << 20,
+                cpu: Duration::from_secs(1),
+                ..Limits::UNBOUNDED
+            },
+        };
+        let narrowed = g.within(&ceiling);
+        assert!(!narrowed.scratch && !narrowed.memory);
+        assert_eq!(narrowed.env, vec![("B".to_string(), "2".to_string())]);
+        assert_eq!(narrowed.outbound_hosts, vec!["a.example".to_string()]);
+        assert_eq!(narrowed.limits.memory_bytes, 32 << 20);
+        assert_eq!(narrowed.limits.cpu, Duration::from_secs(1));
+        assert_eq!(narrowed.limits.timeout, g.limits.timeout);
+    }
+
+    #[test]
+    fn a_ceiling_never_widens_a_grant() {
+        let g = Grant::new(&manifest(""), &HostPolicy::default());
+        assert_eq!(g.within(&Ceiling::NONE), g);
+        let wide = Ceiling {
+            limits: Limits::EXECUTOR_MAX,
+            ..Ceiling::NONE
+        };
+        assert_eq!(g.within(&wide), g);
     }
 }

@@ -8,12 +8,14 @@ use reqwest::Method;
 pub struct Client {
     base: String,
     token: Option<String>,
+    /// The tenant an admin acts on (`X-Sentinel-Tenant`).
+    tenant: Option<String>,
     http: reqwest::Client,
 }
 
 impl Client {
     /// A client for `server` (e.g. `http://127.0.0.1:7070`).
-    pub fn new(server: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    pub fn new(server: &str, token: Option<&str>, tenant: Option<&str>) -> anyhow::Result<Client> {
         let base = server.trim_end_matches('/').to_string();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--server {server:?}: expected http://HOST:PORT");
@@ -24,6 +26,7 @@ impl Client {
         Ok(Client {
             base,
             token: token.map(str::to_string),
+            tenant: tenant.map(str::to_string),
             http,
         })
     }
@@ -39,6 +42,9 @@ impl Client {
         let mut req = self.http.request(method.clone(), &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some(t) = &self.tenant {
+            req = req.header(crate::api::auth::TENANT_HEADER, t);
         }
         if let Some(b) = body {
             req = req.json(b);
@@ -93,7 +99,11 @@ impl Client {
 
     /// Text of `GET path` (for `/metrics`).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
         Ok(resp.error_for_status()?.text().await?)
     }
 }

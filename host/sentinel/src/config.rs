@@ -36,9 +36,14 @@ pub struct FileConfig {
     /// Worker labels (region, zone, ...).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// API tokens: token → tenant. Empty: no authentication, everything in tenant `default`.
+    /// Who may call the API: hashed tokens with a tenant and role. None: no authentication
+    /// (allowed only on loopback, or with `--insecure-no-auth`).
     #[serde(default)]
-    pub tenants: BTreeMap<String, String>,
+    pub auth: crate::tenancy::config::AuthSection,
+    /// Tenant name → its policy (task types, sandbox ceiling, weight, quotas); parsed by
+    /// [`crate::tenancy::config`], which names the offending key.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, serde_json::Value>,
     /// Sandbox policy.
     #[serde(default)]
     pub sandbox: SandboxSection,
@@ -175,6 +180,8 @@ pub struct Overrides {
     pub strategy: Option<String>,
     pub memory_sync_interval_ms: Option<u64>,
     pub memory_cache_size: Option<usize>,
+    /// Serve a non-loopback address with no tokens configured (`--insecure-no-auth`).
+    pub insecure_no_auth: bool,
 }
 
 /// The resolved, validated settings of one host.
@@ -194,7 +201,8 @@ pub struct Settings {
     pub labels: BTreeMap<String, String>,
     pub strategy: String,
     pub coord: CoordConfig,
-    pub tenants: BTreeMap<String, String>,
+    /// Tokens, principals and tenant policies.
+    pub tenancy: crate::tenancy::Tenancy,
     pub policy: sentinel_runtime::HostPolicy,
     pub max_payload_bytes: usize,
     pub http: HttpSettings,
@@ -414,15 +422,15 @@ impl Settings {
                 );
             }
         }
-        policy.allow_scratch = s.allow_scratch.unwrap_or(true);
-        policy.allow_memory = s.allow_memory.unwrap_or(true);
+        policy.allow_scratch = s.allow_scratch.unwrap_or(false);
+        policy.allow_memory = s.allow_memory.unwrap_or(false);
         policy.require_sha256_pin = s.require_sha256_pin.unwrap_or(false);
 
-        for (token, tenant) in &file.tenants {
-            if token.len() < 16 {
-                bail!("tenants: a token for tenant {tenant:?} is shorter than 16 characters");
-            }
-            validate_id(&format!("tenants.<token> (tenant {tenant:?})"), tenant)?;
+        let tenancy = crate::tenancy::config::resolve(&file.auth, &file.tenants, validate_id)?;
+        if !listen.ip().is_loopback() && !tenancy.auth_enabled() && !o.insecure_no_auth {
+            bail!(
+                "listen: {listen} is reachable from other machines and no API tokens are configured, so anyone who reaches it could run code on this fleet. Create an admin token with `sentinel tokens new --tenant ops --admin` and paste the printed entry into the config file's auth.tokens (or listen on 127.0.0.1); --insecure-no-auth runs without authentication anyway"
+            );
         }
 
         let max_payload_bytes = file.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD);
@@ -452,7 +460,7 @@ impl Settings {
             labels,
             strategy,
             coord,
-            tenants: file.tenants.clone(),
+            tenancy,
             policy,
             max_payload_bytes,
             http,
@@ -553,13 +561,18 @@ fn positive(key: &str, value: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate_id(key: &str, id: &str) -> anyhow::Result<()> {
-    if id.is_empty()
-        || id.len() > 128
-        || !id
+/// Whether `id` is a valid identifier (worker ids, tenant names): 1-128 characters of
+/// letters, digits, '-', '_', '.', ':'.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-    {
+}
+
+fn validate_id(key: &str, id: &str) -> anyhow::Result<()> {
+    if !valid_id(id) {
         bail!("{key}: {id:?} must be 1-128 characters of letters, digits, '-', '_', '.', ':'");
     }
     Ok(())
@@ -699,6 +712,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("http.maxConnections"), "{err}");
+    }
+
+    #[test]
+    fn a_public_address_without_tokens_is_refused_unless_insecure() {
+        let err = resolve(Overrides {
+            listen: Some("0.0.0.0:7070".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sentinel tokens new"), "{err}");
+        assert!(err.contains("--insecure-no-auth"), "{err}");
+        let s = resolve(Overrides {
+            listen: Some("0.0.0.0:7070".into()),
+            insecure_no_auth: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!s.tenancy.auth_enabled());
+        assert!(
+            resolve(Overrides::default()).is_ok(),
+            "loopback needs no setup"
+        );
+    }
+
+    #[test]
+    fn the_sandbox_policy_allows_nothing_by_default() {
+        let s = resolve(Overrides::default()).unwrap();
+        assert!(!s.policy.allow_scratch && !s.policy.allow_memory);
+        assert!(s.policy.outbound_hosts.is_empty() && s.policy.env.is_empty());
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod tenancy;
 pub mod worker;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub stale_workers_detected: IntCounter,
     pub completions_rejected: IntCounter,
     pub plugins_loaded: IntGauge,
+    /// Audit events by kind (`refused`, `admin`) and reason or outcome.
+    pub audit_events: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -135,6 +137,12 @@ impl Metrics {
                 "Results refused because the lease/fence was lost",
             ),
             plugins_loaded: gauge(r, "plugins_loaded", "Plugins loaded on this host"),
+            audit_events: counter_vec(
+                r,
+                "audit_events_total",
+                "Admin actions and refused accesses, by kind and reason",
+                &["kind", "reason"],
+            ),
             registry,
         }
     }

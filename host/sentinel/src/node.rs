@@ -189,6 +189,7 @@ impl Node {
             incarnation,
             idle_poll: Duration::from_millis(coord.queue.idle_poll_ms),
             retry: coord.queue.retry.clone(),
+            tenancy: Arc::new(settings.tenancy.clone()),
         });
 
         let monitor = Arc::new(HeartbeatMonitor::new(

@@ -74,6 +74,8 @@ pub struct WorkerContext {
     pub incarnation: u64,
     pub idle_poll: Duration,
     pub retry: RetryPolicy,
+    /// Tenant policies: the task types each may run and its sandbox ceiling.
+    pub tenancy: Arc<crate::tenancy::Tenancy>,
 }
 
 /// Handle on the running loop.
@@ -253,6 +255,18 @@ async fn run_task(
             retryable,
         })
     };
+    if !ctx.tenancy.may_submit(&task.tenant, &task.task_type) {
+        // Admitted by a host with another configuration (or before this tenant's policy
+        // changed): this host's policy still decides what runs here.
+        return failure(
+            &task.id,
+            format!(
+                "task type {:?} is not allowed for tenant {:?} on worker {}",
+                task.task_type, task.tenant, ctx.worker_id
+            ),
+            false,
+        );
+    }
     let Some(plugin) = ctx.folder.executor_for(&task.task_type) else {
         // The plugin went away between claim and run: another host may still serve the type.
         return failure(
@@ -271,6 +285,7 @@ async fn run_task(
             String::from_utf8_lossy(output).into_owned(),
         ));
     }
+    let ceiling = ctx.tenancy.ceiling(&task.tenant).clone();
     let wit_task = sentinel_runtime::Task {
         id: task.id,
         task_type: task.task_type,
@@ -283,7 +298,13 @@ async fn run_task(
     let timeout = Duration::from_millis(timeout_ms.max(1));
     let outcome = tokio::time::timeout(
         timeout,
-        plugin.run_with(ctx.folder.runtime(), &wit_task, &ctx.services, interrupt),
+        plugin.run_under(
+            ctx.folder.runtime(),
+            &wit_task,
+            &ctx.services,
+            interrupt,
+            &ceiling,
+        ),
     )
     .await;
     ctx.metrics

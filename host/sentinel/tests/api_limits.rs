@@ -24,7 +24,7 @@ async fn start(dir: &std::path::Path) -> (Node, Client) {
     };
     let settings = Settings::resolve(o, || unreachable!()).unwrap();
     let node = Node::start(settings).await.unwrap();
-    let client = Client::new(&format!("http://{}", node.local_addr), None).unwrap();
+    let client = Client::new(&format!("http://{}", node.local_addr), None, None).unwrap();
     (node, client)
 }
 

@@ -49,7 +49,7 @@ async fn start(dir: &Path, id: &str, edit: impl FnOnce(&mut Overrides)) -> (Node
     edit(&mut o);
     let settings = Settings::resolve(o, || unreachable!()).unwrap();
     let node = Node::start(settings).await.unwrap();
-    let client = Client::new(&format!("http://{}", node.local_addr), None).unwrap();
+    let client = Client::new(&format!("http://{}", node.local_addr), None, None).unwrap();
     (node, client)
 }
 

@@ -28,7 +28,7 @@ async fn start(dir: &std::path::Path, edit: impl FnOnce(&mut Settings)) -> (Node
     let mut settings = Settings::resolve(o, || unreachable!()).unwrap();
     edit(&mut settings);
     let node = Node::start(settings).await.unwrap();
-    let client = Client::new(&format!("http://{}", node.local_addr), None).unwrap();
+    let client = Client::new(&format!("http://{}", node.local_addr), None, None).unwrap();
     (node, client)
 }
 

@@ -3,18 +3,20 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use sentinel_coord::model::limits::{MAX_METADATA_ENTRIES, MAX_NAME_BYTES, PRIORITY};
 use sentinel_coord::model::{HealthState, LockFilter, WorkerFilter, WorkerRecord, WorkerStatus};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::extract::{Body, NoBody, Path, Query};
 use super::page::Page;
 use super::tasks::AffinityRules;
-use super::{ApiError, Int, in_range, iso, name_len, tenant};
+use super::{ApiError, Int, in_range, iso, name_len};
 use crate::node::NodeState;
 
 fn health_name(h: HealthState) -> &'static str {
@@ -248,15 +250,14 @@ pub struct LocksQuery {
 /// `GET /v1/locks` (the caller's tenant), by key (ascending by default), paged.
 pub async fn locks(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<LocksQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
     let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), false)?;
     let locks = s
         .store
         .list_locks(&LockFilter {
-            tenant: Some(tenant),
+            tenant: caller.listing_tenant(),
             owner: q.worker,
             include_expired: q.include_expired,
         })
@@ -276,11 +277,42 @@ pub async fn locks(
     ))
 }
 
-/// `GET /v1/plugins`: loaded and rejected plugins of this host.
-pub async fn plugins(State(s): State<Arc<NodeState>>) -> Json<serde_json::Value> {
-    Json(
-        serde_json::json!({ "plugins": s.folder.list(), "dir": s.folder.dir().display().to_string() }),
-    )
+/// `GET /v1/plugins`: an admin sees every plugin of this host (loaded and rejected) and the
+/// folder; a tenant sees only the executors it may run, each with the task types allowed to it.
+pub async fn plugins(
+    State(s): State<Arc<NodeState>>,
+    Extension(caller): Extension<Caller>,
+) -> Json<serde_json::Value> {
+    if caller.principal.is_admin() {
+        return Json(
+            serde_json::json!({ "plugins": s.folder.list(), "dir": s.folder.dir().display().to_string() }),
+        );
+    }
+    let tenancy = &s.settings.tenancy;
+    let plugins: Vec<_> = s
+        .folder
+        .list()
+        .into_iter()
+        .filter(|p| p.kind == Some(sentinel_runtime::PluginKind::Executor))
+        .filter_map(|mut p| {
+            p.task_types
+                .retain(|t| tenancy.may_submit(&caller.tenant, t));
+            // Why another version was rejected is the operator's business.
+            p.error = None;
+            (!p.task_types.is_empty()).then_some(p)
+        })
+        .collect();
+    Json(serde_json::json!({ "plugins": plugins }))
+}
+
+/// `GET /v1/whoami`: the caller's principal and the tenant it acts on.
+pub async fn whoami(Extension(caller): Extension<Caller>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "principal": caller.principal.name,
+        "role": caller.principal.role.as_str(),
+        "tenant": caller.tenant,
+        "all_tenants": caller.all_tenants,
+    }))
 }
 
 /// `GET /v1/cluster/load` (seed `getLoadDistribution`).
@@ -317,10 +349,10 @@ pub struct PlacementRequest {
 /// would give this task, among live, healthy workers with a free slot that serve its type.
 pub async fn select_worker(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Body(body): Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     let req: PlacementRequest = super::parse_json(&body)?;
     name_len("type", &req.task_type, MAX_NAME_BYTES)?;
     let priority = req.priority.map_or(0, |p| p.0);

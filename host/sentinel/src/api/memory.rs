@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use sentinel_coord::model::limits::{MAX_MEMORY_KEY_BYTES, MEMORY_TTL_MS, MEMORY_VERSION};
 use sentinel_coord::model::{MemoryEntry, MemoryWrite, WriteOutcome};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::extract::{Body, Path, Query};
 use super::page::{Page, encode_cursor};
-use super::{ApiError, in_range, iso, name_len, tenant};
+use super::{ApiError, in_range, iso, name_len};
 use crate::node::NodeState;
 
 /// A namespace and a key are 1..=`MAX_MEMORY_KEY_BYTES` bytes each (plugins name namespaces
@@ -44,11 +46,11 @@ pub struct ListQuery {
 /// `GET /v1/memory/{namespace}?prefix=&limit=&cursor=&order=`: by key, ascending by default.
 pub async fn list(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(ns): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     valid_names(&ns, None)?;
     if q.prefix.len() > MAX_MEMORY_KEY_BYTES {
         return Err(ApiError::bad_request(
@@ -89,10 +91,10 @@ pub async fn list(
 /// `GET /v1/memory/{namespace}/{key}`.
 pub async fn get(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path((ns, key)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     valid_names(&ns, Some(&key))?;
     s.metrics.memory_ops.with_label_values(&["get"]).inc();
     let e = s
@@ -114,12 +116,12 @@ pub struct SetQuery {
 /// `PUT /v1/memory/{namespace}/{key}` with a JSON body: the value.
 pub async fn set(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path((ns, key)): Path<(String, String)>,
     Query(q): Query<SetQuery>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     valid_names(&ns, Some(&key))?;
     if let Some(ttl) = q.ttl_ms {
         in_range(&MEMORY_TTL_MS, ttl.into(), "")?;
@@ -178,10 +180,10 @@ pub async fn set(
 /// `DELETE /v1/memory/{namespace}/{key}`.
 pub async fn delete(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path((ns, key)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     valid_names(&ns, Some(&key))?;
     s.metrics.memory_ops.with_label_values(&["delete"]).inc();
     if s.store

@@ -4,6 +4,7 @@
 //! state of their own. Every error is a JSON body `{"error": {"code", "message"}}` with a 4xx
 //! for the caller's mistakes and 503 when the store is unreachable; nothing is stored on error.
 
+pub mod auth;
 mod cluster;
 mod error;
 pub mod extract;
@@ -15,7 +16,6 @@ mod tasks;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -23,36 +23,51 @@ pub use error::ApiError;
 
 use crate::node::NodeState;
 
-/// The routes of a host, with the hygiene layers: our URI and header limits (414/431 in JSON),
-/// every framework error rewritten into the JSON shape, and panics caught into a JSON 500.
+/// The routes of a host, each in its access group (see [`auth`]), with the hygiene layers: our
+/// URI and header limits (414/431 in JSON), every framework error rewritten into the JSON
+/// shape, and panics caught into a JSON 500.
+///
+/// Open: `/health` (and `/metrics` with `auth.metrics = "open"`). Tenant: the caller's own
+/// tasks, results, DLQ, memory, locks and the plugins it may run. Admin: the fleet (workers,
+/// load, cluster health, metrics) and cluster changes (strategy, rebalance, placement).
 pub fn router(state: Arc<NodeState>) -> Router {
+    use auth::Access;
     let http = state.settings.http.clone();
-    let routes = Router::new()
-        .route("/health", get(cluster::health))
+    let gate = |access| axum::middleware::from_fn_with_state((state.clone(), access), auth::gate);
+    let mut open = Router::new().route("/health", get(cluster::health));
+    let mut admin = Router::new()
         .route("/cluster/health", get(cluster::cluster_health))
-        .route("/metrics", get(cluster::metrics))
-        .route("/v1/tasks", post(tasks::submit).get(tasks::list))
-        .route("/v1/tasks/{id}", get(tasks::get))
-        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
-        .route("/v1/dlq", get(tasks::dead_letters))
-        .route("/v1/dlq/{id}/retry", post(tasks::retry_dead))
         .route("/v1/workers", get(cluster::workers))
         .route("/v1/workers/{id}", get(cluster::worker))
-        .route("/v1/locks", get(cluster::locks))
-        .route("/v1/plugins", get(cluster::plugins))
         .route("/v1/cluster/load", get(cluster::load))
         .route("/v1/cluster/rebalance", post(cluster::rebalance))
         .route("/v1/cluster/select-worker", post(cluster::select_worker))
         .route(
             "/v1/cluster/strategy",
             axum::routing::put(cluster::set_strategy),
-        )
+        );
+    if state.settings.tenancy.metrics_open {
+        open = open.route("/metrics", get(cluster::metrics));
+    } else {
+        admin = admin.route("/metrics", get(cluster::metrics));
+    }
+    let tenant = Router::new()
+        .route("/v1/whoami", get(cluster::whoami))
+        .route("/v1/tasks", post(tasks::submit).get(tasks::list))
+        .route("/v1/tasks/{id}", get(tasks::get))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/v1/dlq", get(tasks::dead_letters))
+        .route("/v1/dlq/{id}/retry", post(tasks::retry_dead))
+        .route("/v1/locks", get(cluster::locks))
+        .route("/v1/plugins", get(cluster::plugins))
         .route("/v1/memory/{namespace}", get(memory::list))
         .route(
             "/v1/memory/{namespace}/{key}",
             get(memory::get).put(memory::set).delete(memory::delete),
         )
-        .with_state(state);
+        .route_layer(gate(Access::Tenant));
+    let admin = admin.route_layer(gate(Access::Admin));
+    let routes = open.merge(tenant).merge(admin).with_state(state);
     harden(routes, http)
 }
 
@@ -69,25 +84,6 @@ pub fn harden(routes: Router, http: crate::config::HttpSettings) -> Router {
             hygiene::request_limits,
         ))
         .layer(CatchPanicLayer::custom(hygiene::panic_response))
-}
-
-/// The caller's tenant: from `Authorization: Bearer <token>` when tenants are configured,
-/// else the `default` tenant.
-pub(crate) fn tenant(state: &NodeState, headers: &HeaderMap) -> Result<String, ApiError> {
-    if state.settings.tenants.is_empty() {
-        return Ok(sentinel_coord::model::DEFAULT_TENANT.to_string());
-    }
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
-    state
-        .settings
-        .tenants
-        .get(token.trim())
-        .cloned()
-        .ok_or_else(|| ApiError::unauthorized("unknown token"))
 }
 
 /// Parses a JSON request body into `T`, whatever its content type: a malformed body is a 400

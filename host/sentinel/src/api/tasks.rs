@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use sentinel_coord::model::limits::{
     BATCH_TASKS, MAX_METADATA_ENTRIES, MAX_NAME_BYTES, MAX_REFERENCES, MAX_RETRIES, PRIORITY,
@@ -14,9 +15,10 @@ use sentinel_coord::model::limits::{
 use sentinel_coord::model::{Affinity, NewTask, Task, TaskFilter, TaskOrder, TaskState};
 use serde::{Deserialize, Serialize};
 
+use super::auth::Caller;
 use super::extract::{Body, NoBody, Path, Query};
 use super::page::{Page, encode_cursor};
-use super::{ApiError, Int, from_value, in_range, iso, name_len, parse_value, tenant};
+use super::{ApiError, Int, from_value, in_range, iso, name_len, parse_value};
 use crate::node::NodeState;
 
 /// One task as submitted.
@@ -131,11 +133,11 @@ fn split_body(value: serde_json::Value) -> Result<(bool, Vec<serde_json::Value>)
 /// only once the tasks are durably in the store; a dry run answers 200 and stores nothing.
 pub async fn submit(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<SubmitQuery>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     let (single, values) = split_body(parse_value(&body)?)?;
     in_range(&BATCH_TASKS, values.len() as i128, "")?;
     let at = |i: usize| {
@@ -154,7 +156,7 @@ pub async fn submit(
     for (i, t) in tasks.into_iter().enumerate() {
         new.push(validate(&s, &tenant, t, &at(i))?);
     }
-    let known = known_task_types(&s, &new).await?;
+    let known = known_task_types(&s, &tenant, &new).await?;
     for (i, t) in new.iter().enumerate() {
         if !known.contains(&t.task_type) {
             let at = at(i);
@@ -167,7 +169,7 @@ pub async fn submit(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "UNKNOWN_TASK_TYPE",
                 format!(
-                    "{field}: no plugin serves task type {:?}; known types: {}",
+                    "{field}: no plugin you may use serves task type {:?}; known types: {}",
                     t.task_type,
                     known.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),
@@ -272,19 +274,23 @@ fn validate(s: &NodeState, tenant: &str, t: SubmitTask, at: &str) -> Result<NewT
 
 /// Task types some plugin serves: here, or on any registered live worker. The registry is
 /// read only when a requested type is not served locally, so the usual submit costs no read.
+/// The task types `tenant` may submit that some plugin serves (here or on a live worker). A
+/// type the tenant's policy does not allow is as unknown to it as one nobody serves.
 async fn known_task_types(
     s: &NodeState,
+    tenant: &str,
     requested: &[NewTask],
 ) -> Result<BTreeSet<String>, ApiError> {
+    let tenancy = &s.settings.tenancy;
     let mut known: BTreeSet<String> = s.folder.task_types().into_iter().collect();
-    if requested.iter().all(|t| known.contains(&t.task_type)) {
-        return Ok(known);
-    }
-    for w in s.store.list_workers().await? {
-        if w.status != sentinel_coord::model::WorkerStatus::Offline {
-            known.extend(w.capabilities.supported_task_types);
+    if !requested.iter().all(|t| known.contains(&t.task_type)) {
+        for w in s.store.list_workers().await? {
+            if w.status != sentinel_coord::model::WorkerStatus::Offline {
+                known.extend(w.capabilities.supported_task_types);
+            }
         }
     }
+    known.retain(|t| tenancy.may_submit(tenant, t));
     Ok(known)
 }
 
@@ -363,10 +369,10 @@ impl TaskView {
 /// `GET /v1/tasks/{id}`.
 pub async fn get(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     let task = s
         .store
         .get_task(&tenant, &id)
@@ -395,7 +401,7 @@ pub struct ListQuery {
 /// `GET /v1/tasks?status=&type=&worker=&limit=&cursor=&order=`: newest first by default.
 pub async fn list(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let state = match &q.status {
@@ -409,13 +415,13 @@ pub async fn list(
         })?),
         None => None,
     };
-    list_tasks(&s, &headers, state, q).await
+    list_tasks(&s, &caller, state, q).await
 }
 
 /// `GET /v1/dlq`: the dead-letter queue, with the same parameters.
 pub async fn dead_letters(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if q.status.is_some() {
@@ -424,7 +430,7 @@ pub async fn dead_letters(
             "invalid query parameter status: the dead-letter queue holds dead tasks only",
         ));
     }
-    list_tasks(&s, &headers, Some(TaskState::Dead), q).await
+    list_tasks(&s, &caller, Some(TaskState::Dead), q).await
 }
 
 /// One page of tasks in submission order (newest first by default), read by the store as one
@@ -432,13 +438,13 @@ pub async fn dead_letters(
 /// the history is.
 async fn list_tasks(
     s: &NodeState,
-    headers: &HeaderMap,
+    caller: &Caller,
     state: Option<TaskState>,
     q: ListQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), true)?;
     let filter = TaskFilter {
-        tenant: Some(tenant(s, headers)?),
+        tenant: caller.listing_tenant(),
         state,
         task_type: q.task_type,
         worker_id: q.worker,
@@ -472,11 +478,11 @@ async fn list_tasks(
 /// `POST /v1/tasks/{id}/cancel`.
 pub async fn cancel(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     if s.store.cancel(&tenant, &id).await? {
         s.cancels.cancelled(&tenant, &id).await;
         return Ok(Json(serde_json::json!({ "id": id, "status": "cancelled" })));
@@ -487,11 +493,11 @@ pub async fn cancel(
 /// `POST /v1/dlq/{id}/retry`: back to pending with attempts reset.
 pub async fn retry_dead(
     State(s): State<Arc<NodeState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&s, &headers)?;
+    let tenant = caller.tenant.clone();
     if s.store.retry_dead(&tenant, &id).await? {
         return Ok(Json(serde_json::json!({ "id": id, "status": "pending" })));
     }

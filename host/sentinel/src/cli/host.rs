@@ -32,6 +32,7 @@ pub async fn run(args: HostArgs, dev: bool, log_format: &str) -> anyhow::Result<
         strategy: args.strategy,
         memory_sync_interval_ms: args.memory_sync_interval_ms,
         memory_cache_size: args.memory_cache_size,
+        insecure_no_auth: args.insecure_no_auth,
     };
     // `dev` serves the repository's example plugins (built here if missing); a `worker`
     // without --plugins reads ./plugins.

@@ -4,6 +4,7 @@
 mod host;
 mod ops;
 mod table;
+mod tokens;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,9 @@ pub struct Cli {
     /// API token (when the host has tenants configured).
     #[arg(long, global = true, env = "SENTINEL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Act on this tenant (admin tokens only; sent as `X-Sentinel-Tenant`).
+    #[arg(long, global = true, env = "SENTINEL_AS_TENANT", value_name = "TENANT")]
+    pub as_tenant: Option<String>,
     /// Output of operator commands.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -89,6 +93,28 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// API tokens (minted locally; the host keeps only their SHA-256).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Mint a token: prints it once, and the configuration entry (its SHA-256) to paste into
+    /// the host's `auth.tokens`.
+    New {
+        /// The tenant it acts on (an admin's home tenant).
+        #[arg(long, value_name = "NAME")]
+        tenant: String,
+        /// An operator token: cluster changes and any tenant.
+        #[arg(long)]
+        admin: bool,
+        /// A label for audit logs (default: TENANT-ROLE).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 /// Host settings; each also reads the seed's environment variable. Flags win over the
@@ -146,6 +172,9 @@ pub struct HostArgs {
     pub memory_sync_interval_ms: Option<u64>,
     #[arg(long, env = "MEMORY_CACHE_SIZE")]
     pub memory_cache_size: Option<usize>,
+    /// Serve a non-loopback address without API tokens (anyone who reaches it may run code).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
     /// Seconds running tasks get to finish on SIGTERM/SIGINT.
     #[arg(long, env = "SENTINEL_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -304,8 +333,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Dev(args) => host::run(args, true, &cli.log_format).await,
         Command::Worker(args) => host::run(args, false, &cli.log_format).await,
+        Command::Tokens {
+            command:
+                TokensCommand::New {
+                    tenant,
+                    admin,
+                    name,
+                },
+        } => tokens::new(&tenant, admin, name.as_deref(), cli.output),
         other => {
-            let client = crate::client::Client::new(&cli.server, cli.token.as_deref())?;
+            let client = crate::client::Client::new(
+                &cli.server,
+                cli.token.as_deref(),
+                cli.as_tenant.as_deref(),
+            )?;
             ops::run(other, &client, cli.output).await
         }
     }

@@ -89,7 +89,7 @@ pub fn spawn_worker(id: &str, store: &str, dir: &Path, max_tasks: u32) -> Host {
     Host {
         id: id.to_string(),
         child,
-        client: Client::new(&addr, None).unwrap(),
+        client: Client::new(&addr, None, None).unwrap(),
         log,
     }
 }

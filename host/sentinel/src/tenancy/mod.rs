@@ -1,0 +1,80 @@
+//! Tenancy: who a caller is (hashed tokens → principals with a role), what each tenant may do
+//! (task types, a sandbox ceiling, a weight and quotas) and the audit trail of admin actions
+//! and refused access.
+//!
+//! This module decides and declares; it never stores. Quotas and weights are handed to the
+//! store (`sentinel_coord`'s tenant settings), which enforces them fleet-wide in the same
+//! transaction as each write; the sandbox ceiling is applied by the worker when it runs a task.
+
+pub mod audit;
+pub mod config;
+pub mod principal;
+pub mod tokens;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sentinel_runtime::Ceiling;
+
+pub use principal::{Principal, Role};
+pub use tokens::TokenBook;
+
+/// Everything the host knows about tenants, from its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Tenancy {
+    /// Empty: authentication is off (every caller is an admin of `default`).
+    pub tokens: TokenBook,
+    /// `GET /metrics` without a token.
+    pub metrics_open: bool,
+    /// Configured tenants; any other tenant has no quota, weight 1, every task type and no
+    /// ceiling beyond the host policy.
+    pub tenants: BTreeMap<String, TenantPolicy>,
+}
+
+/// One tenant's policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantPolicy {
+    pub weight: u32,
+    /// `None`: every task type.
+    pub task_types: Option<BTreeSet<String>>,
+    pub quota: QuotaConfig,
+    pub ceiling: Ceiling,
+}
+
+/// A tenant's quotas (`None`: unlimited), enforced by the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaConfig {
+    pub max_queued: Option<u64>,
+    pub max_running: Option<u64>,
+    pub submit_rate: Option<RateConfig>,
+    pub memory_keys: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+/// A token bucket: `per_second` refill, `burst` capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateConfig {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+static NO_CEILING: Ceiling = Ceiling::NONE;
+
+impl Tenancy {
+    /// Whether callers must present a token.
+    pub fn auth_enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Whether `tenant` may submit (and run) tasks of `task_type`.
+    pub fn may_submit(&self, tenant: &str, task_type: &str) -> bool {
+        self.tenants
+            .get(tenant)
+            .and_then(|p| p.task_types.as_ref())
+            .is_none_or(|types| types.contains(task_type))
+    }
+
+    /// The sandbox ceiling of `tenant`'s tasks.
+    pub fn ceiling(&self, tenant: &str) -> &Ceiling {
+        self.tenants.get(tenant).map_or(&NO_CEILING, |p| &p.ceiling)
+    }
+}
