@@ -37,7 +37,15 @@ fn plugin_folder(dir: &Path) -> PathBuf {
 
 async fn start(dir: &Path, id: &str, edit: impl FnOnce(&mut Overrides)) -> (Node, Client) {
     let data = dir.join(id);
+    // The attacks need scratch and shared memory, which a host allows only when told to.
+    let config = dir.join(format!("{id}.json"));
+    std::fs::write(
+        &config,
+        r#"{"sandbox": {"allowScratch": true, "allowMemory": true}}"#,
+    )
+    .unwrap();
     let mut o = Overrides {
+        config_file: Some(config),
         data_dir: Some(data),
         store: Some(format!("sqlite://{}", dir.join("store.db").display())),
         listen: Some("127.0.0.1:0".into()),
