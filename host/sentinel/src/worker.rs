@@ -245,8 +245,10 @@ async fn run_task(
 ) -> Settle {
     let started = Instant::now();
     let (fence, timeout_ms) = (task.fence, task.timeout_ms);
+    let tenant = task.tenant.clone();
     let failure = |task_id: &str, error: String, retryable: bool| {
         Settle::Failed(Failure {
+            tenant: tenant.clone(),
             task_id: task_id.to_string(),
             fence,
             error,
@@ -318,6 +320,7 @@ async fn run_task(
     );
     match outcome.result {
         Ok(output) => Settle::Done(Completion {
+            tenant: tenant.clone(),
             task_id: wit_task.id,
             fence,
             output,

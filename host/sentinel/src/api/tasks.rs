@@ -437,8 +437,13 @@ async fn list_tasks(
     q: ListQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), true)?;
+    let tenant = tenant(s, headers)?;
     let filter = TaskFilter {
-        tenant: Some(tenant(s, headers)?),
+        after: page
+            .after
+            .clone()
+            .map(|id| sentinel_coord::model::TaskKey::new(tenant.clone(), id)),
+        tenant: Some(tenant),
         state,
         task_type: q.task_type,
         worker_id: q.worker,
@@ -449,7 +454,6 @@ async fn list_tasks(
         } else {
             TaskOrder::Oldest
         },
-        after: page.after.clone(),
     };
     let mut tasks = s.store.list_tasks(&filter).await.map_err(|e| match e {
         sentinel_coord::StoreError::Invalid(_) if page.after.is_some() => ApiError::bad_request(
