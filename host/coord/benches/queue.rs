@@ -33,6 +33,7 @@ async fn cycle(store: &Arc<dyn Store>, tasks: usize, batch: usize) {
         let done: Vec<Completion> = got
             .iter()
             .map(|t| Completion {
+                tenant: t.tenant.clone(),
                 task_id: t.id.clone(),
                 fence: t.fence,
                 output: Vec::new(),
@@ -85,6 +86,7 @@ fn bench(c: &mut Criterion) {
                         let done: Vec<Completion> = got
                             .iter()
                             .map(|t| Completion {
+                                tenant: t.tenant.clone(),
                                 task_id: t.id.clone(),
                                 fence: t.fence,
                                 output: Vec::new(),

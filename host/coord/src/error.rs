@@ -5,6 +5,8 @@
 
 use thiserror::Error;
 
+pub use crate::model::{Quota, QuotaExceeded};
+
 /// A failure of the persistence backend itself.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -20,11 +22,22 @@ pub enum StoreError {
     /// Any other backend failure; retrying is unlikely to help.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// A tenant's quota refused the write; nothing of it was stored (see [`QuotaExceeded`]).
+    #[error("{0}")]
+    Quota(QuotaExceeded),
 }
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// The quota refusal, if this is one.
+    pub fn quota(&self) -> Option<&QuotaExceeded> {
+        match self {
+            StoreError::Quota(q) => Some(q),
+            _ => None,
+        }
     }
 }
 

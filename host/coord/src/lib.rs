@@ -8,7 +8,7 @@
 //!   [`balancer::LoadBalancer`].
 //!
 //! A new backend implements [`Store`] (the union of [`LockStore`], [`RegistryStore`],
-//! [`MemoryStore`], [`QueueStore`] plus `now()`/`subscribe()`), takes a [`Clock`] for every time
+//! [`MemoryStore`], [`QueueStore`], [`TenantStore`] plus `now()`/`subscribe()`), takes a [`Clock`] for every time
 //! it reads, and proves itself with one test file:
 //!
 //! ```ignore
@@ -39,4 +39,6 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{LockError, QueueError, StoreError, SyncError, WorkerError};
 pub use sqlite::SqliteStore;
-pub use store::{LockStore, MemoryStore, QueueStore, RegistryStore, Store, StoreResult, Topic};
+pub use store::{
+    LockStore, MemoryStore, QueueStore, RegistryStore, Store, StoreResult, TenantStore, Topic,
+};

@@ -114,6 +114,7 @@ impl Queue {
 
     pub async fn complete(&self, task: &Task, output: Vec<u8>) -> Result<(), QueueError> {
         let c = Completion {
+            tenant: task.tenant.clone(),
             task_id: task.id.clone(),
             fence: task.fence,
             output,
@@ -141,6 +142,7 @@ impl Queue {
         retryable: bool,
     ) -> Result<TaskState, QueueError> {
         let f = Failure {
+            tenant: task.tenant.clone(),
             task_id: task.id.clone(),
             fence: task.fence,
             error: error.to_string(),
@@ -160,7 +162,7 @@ impl Queue {
     /// Returns the new lease expiry.
     pub async fn renew_lease(&self, task: &Task) -> Result<i64, QueueError> {
         self.store
-            .renew_lease(&task.id, task.fence, self.config.lease_ms)
+            .renew_lease(&task.tenant, &task.id, task.fence, self.config.lease_ms)
             .await?
             .map_err(|r| rejected(&task.id, r))
     }

@@ -3,8 +3,13 @@
 //! [`crate::conformance`]. Nothing above this trait may know which backend it runs on, and a
 //! backend must never read time except through its injected [`crate::clock::Clock`].
 //!
-//! Tenancy: every lock, memory key and task carries a tenant. Workers are fleet-wide.
-//! Maintenance operations (stale cleanup, worker recovery, reaping) span all tenants.
+//! Tenancy: every lock, memory key and task carries a tenant, and a task's identity is
+//! `(tenant, id)`: the same id may live in two tenants, and everything addressed by id (settling,
+//! renewing, dependencies, affinity, listing cursors) names the tenant too. Workers are
+//! fleet-wide. Maintenance operations (stale cleanup, worker recovery, reaping) span all tenants.
+//! Tenant settings ([`TenantStore`]) give each tenant a fair-share weight and quotas; the store
+//! enforces them in the same transaction as the write they limit (exactly, even with several
+//! processes sharing the backend), and refuses with [`StoreError::Quota`].
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -107,6 +112,14 @@ pub trait RegistryStore: Send + Sync {
 pub trait MemoryStore: Send + Sync {
     /// Applies the write under compare-and-set or last-write-wins (see [`MemoryWrite`]) and, if
     /// written, appends a `Set` change in the same transaction.
+    ///
+    /// Quotas (only for a write that would be applied, i.e. not superseded nor mismatched, and
+    /// only when the tenant has the quota): a write that creates a key (absent, deleted or
+    /// expired) when the tenant already has `memory_keys` live keys fails with
+    /// `StoreError::Quota` [`Quota::MemoryKeys`]; a write after which the tenant's live bytes
+    /// ([`memory_entry_bytes`]; replacing a value counts the difference) would exceed
+    /// `memory_bytes` fails with [`Quota::MemoryBytes`] (keys are checked first). `limit` is the
+    /// quota, `retry_after_ms` is `None`. Expired entries never count. Nothing is written.
     async fn memory_set(&self, write: &MemoryWrite) -> StoreResult<WriteOutcome>;
     /// The live entry (not deleted, not expired).
     async fn memory_get(
@@ -161,18 +174,54 @@ pub trait MemoryStore: Send + Sync {
 
 #[async_trait]
 pub trait QueueStore: Send + Sync {
-    /// Inserts all tasks in one transaction or none; returns their ids in order. Unknown
-    /// dependencies and numbers outside [`crate::model::limits`] are `StoreError::Invalid`; a task whose dependency is already dead or
-    /// cancelled is inserted dead.
+    /// Inserts all tasks in one transaction or none; returns their ids in order. Ids are unique
+    /// per tenant: an id already used in the task's tenant (or twice in the batch for one
+    /// tenant) is `StoreError::Invalid`; the same id in another tenant is a different task.
+    /// `depends_on` and `same_worker_as` name tasks of the task's own tenant (an id that exists
+    /// only in another tenant is an unknown dependency, `StoreError::Invalid`). Numbers outside
+    /// [`crate::model::limits`] are `StoreError::Invalid` (checked before anything else); a
+    /// task whose dependency is already dead or cancelled is inserted dead.
+    ///
+    /// Quotas, checked for each tenant present in the batch, in ascending tenant name order,
+    /// before anything is inserted; the first refusal fails the whole batch
+    /// (`StoreError::Quota`, nothing stored, no token taken). With `n` = the batch's task count
+    /// for that tenant:
+    /// 1. `submit_rate`: the tenant's token bucket (persisted in the store, on the store's
+    ///    clock, see [`RateLimit::refill`]/[`RateLimit::take`]; a bucket starts full) must hold
+    ///    `n` tokens, which are taken; else [`Quota::SubmitRate`] with `limit` = `burst` and
+    ///    `retry_after_ms` = the time until `n` tokens are there, or `None` if `n > burst`.
+    /// 2. `max_queued`: `queued + n > max_queued` (queued = pending + failed tasks) is
+    ///    [`Quota::QueuedTasks`] with `limit` = `max_queued`, `retry_after_ms: None`.
+    ///
+    /// Fairness bookkeeping: a tenant that had no queued task before this batch becomes
+    /// backlogged, and its virtual time (see [`QueueStore::claim`]) is raised to at least the
+    /// minimum virtual time of the other backlogged tenants, or, if no other tenant is
+    /// backlogged, to the store's virtual clock; a tenant seen for the first time starts there.
+    /// Idleness banks no credit.
     async fn enqueue(&self, tasks: &[NewTask]) -> StoreResult<Vec<String>>;
     /// Atomically leases up to `limit` claimable tasks to the worker: pending, or failed with
-    /// `run_at` reached; every dependency completed; affinity satisfied; highest priority first,
-    /// FIFO within a priority. Each claim increments `attempt` and `fence`; the lease belongs
-    /// to `req.incarnation`. A `lease_ms` outside its range is `StoreError::Invalid`.
+    /// `run_at` reached; every dependency completed; affinity satisfied; tenant and task type
+    /// allowed by the request's filters. Each claim increments `attempt` and `fence`; the lease
+    /// belongs to `req.incarnation`. A `lease_ms` outside its range is `StoreError::Invalid`.
+    /// One transaction per batch; concurrent claims never hand out a task twice.
+    ///
+    /// Fair between tenants by weight (start-time fair queuing): each tenant has a persisted
+    /// virtual time (integer, starting as described in [`QueueStore::enqueue`]); the batch is
+    /// built by repeatedly taking, among the tenants that still have a claimable task for this
+    /// request, the one with the lowest virtual time (ties: tenant name ascending), and from it
+    /// its best claimable task: highest priority first, then submission order (priority never
+    /// crosses tenants). Each task taken advances that tenant's virtual time by
+    /// [`vtime_step`]`(weight)` (weight 1 without settings) and sets the store's virtual clock
+    /// to the largest virtual time a task was taken at (before the advance). A tenant whose
+    /// running tasks (fleet-wide, including those taken in this batch) reach `max_running` is
+    /// skipped, without error. Cost: O(active tenants × log n + batch), never a scan of the
+    /// backlog.
     async fn claim(&self, req: &ClaimRequest) -> StoreResult<Vec<Task>>;
-    /// Extends a running task's lease if `fence` is current; returns the new expiry.
+    /// Extends the lease of the running task `(tenant, task_id)` if `fence` is current; returns
+    /// the new expiry, or why not (`NotFound` if the tenant has no such task).
     async fn renew_lease(
         &self,
+        tenant: &str,
         task_id: &str,
         fence: u64,
         lease_ms: u64,
@@ -186,10 +235,12 @@ pub trait QueueStore: Send + Sync {
         lease_ms: u64,
     ) -> StoreResult<u64>;
     /// Records outputs, one settlement per completion, all in one transaction. Only a running
-    /// task with the presented fence completes. Updates the worker's stats.
+    /// task `(c.tenant, c.task_id)` with the presented fence completes (`NotFound` if the tenant
+    /// has no such task). Updates the worker's stats.
     async fn complete(&self, completions: &[Completion]) -> StoreResult<Vec<Settlement>>;
-    /// Records failures: retry with backoff from `policy` while `attempt <= max_retries` and the
-    /// failure is retryable, else dead (dependents fail fast to dead). Updates worker stats.
+    /// Records failures of the tasks `(f.tenant, f.task_id)`: retry with backoff from `policy`
+    /// while `attempt <= max_retries` and the failure is retryable, else dead (dependents, in
+    /// the same tenant, fail fast to dead). Updates worker stats.
     async fn fail(
         &self,
         failures: &[Failure],
@@ -198,10 +249,13 @@ pub trait QueueStore: Send + Sync {
     /// Pending, failed or running → cancelled (a running worker's completion is then refused);
     /// dependents become dead. `false` if not found in the tenant or already terminal.
     async fn cancel(&self, tenant: &str, task_id: &str) -> StoreResult<bool>;
-    /// Dead → pending with attempts reset. `false` if not found in the tenant or not dead.
+    /// Dead → pending with attempts reset. `false` if not found in the tenant or not dead (or a
+    /// dependency is dead or cancelled). If the tenant has `max_queued` and is at it,
+    /// `StoreError::Quota` [`Quota::QueuedTasks`] and nothing changes. A revival that makes the
+    /// tenant backlogged raises its virtual time as [`QueueStore::enqueue`] does.
     async fn retry_dead(&self, tenant: &str, task_id: &str) -> StoreResult<bool>;
     async fn get_task(&self, tenant: &str, task_id: &str) -> StoreResult<Option<Task>>;
-    /// Ordered by priority (desc) then submission order.
+    /// Ordered by `filter.order` (see [`TaskFilter`]); `filter.after` is a [`TaskKey`] cursor.
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>>;
     async fn queue_stats(&self, tenant: Option<&str>) -> StoreResult<QueueStats>;
     /// Puts every task the worker is running back to pending (dead if out of attempts); returns
@@ -213,10 +267,30 @@ pub trait QueueStore: Send + Sync {
     async fn reap_expired(&self, policy: &RetryPolicy) -> StoreResult<ReapReport>;
 }
 
+/// Tenant settings: fair-share weight and quotas. A tenant without settings has weight 1 and no
+/// quota, and pays nothing extra on any hot path (no row lock, no count).
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    /// Inserts or replaces the tenant's settings (hosts call it at start with their
+    /// configuration). Settings outside their ranges ([`TenantSettings::validate`]) are
+    /// `StoreError::Invalid` and nothing changes. Takes effect for the next write or claim:
+    /// data already above a lowered quota stays, only new writes are refused. The tenant's
+    /// virtual time and submit-rate bucket survive: the bucket's tokens are clamped to the new
+    /// `burst`; a bucket that did not exist (no rate before) starts full.
+    async fn put_tenant(&self, settings: &TenantSettings) -> StoreResult<()>;
+    /// The stored settings; `None` if `put_tenant` was never called for the tenant (it then
+    /// behaves as [`TenantSettings::new`]).
+    async fn get_tenant(&self, tenant: &str) -> StoreResult<Option<TenantSettings>>;
+    /// What the tenant currently uses of what quotas limit, exactly (expired memory entries
+    /// excluded), whether or not it has settings. A reporting read: it may cost O(the tenant's
+    /// queued and running tasks and live memory keys), unlike the quota checks.
+    async fn tenant_usage(&self, tenant: &str) -> StoreResult<TenantUsage>;
+}
+
 /// The whole contract, usable as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store:
-    LockStore + RegistryStore + MemoryStore + QueueStore + Send + Sync + 'static
+    LockStore + RegistryStore + MemoryStore + QueueStore + TenantStore + Send + Sync + 'static
 {
     /// Milliseconds since the Unix epoch on the store's clock.
     async fn now(&self) -> StoreResult<i64>;

@@ -365,6 +365,7 @@ async fn child_entry() {
                 let completions: Vec<Completion> = batch
                     .iter()
                     .map(|t| Completion {
+                        tenant: t.tenant.clone(),
                         task_id: t.id.clone(),
                         fence: t.fence,
                         output: t.payload.clone(),

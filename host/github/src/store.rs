@@ -10,7 +10,7 @@ use octocrab::Octocrab;
 use sentinel_coord::model::*;
 use sentinel_coord::{
     Clock, LockError, LockStore, MemoryStore, QueueStore, RegistryStore, Store, StoreError,
-    StoreResult, Topic,
+    StoreResult, TenantStore, Topic,
 };
 use tokio::sync::watch;
 
@@ -349,11 +349,15 @@ impl QueueStore for GithubStore {
     }
     async fn renew_lease(
         &self,
+        tenant: &str,
         id: &str,
         fence: u64,
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>> {
-        self.inner.queue.renew_lease(id, fence, lease_ms).await
+        self.inner
+            .queue
+            .renew_lease(tenant, id, fence, lease_ms)
+            .await
     }
     async fn extend_worker_leases(&self, w: &str, inc: u64, lease_ms: u64) -> StoreResult<u64> {
         self.inner
@@ -387,6 +391,19 @@ impl QueueStore for GithubStore {
     }
     async fn reap_expired(&self, p: &RetryPolicy) -> StoreResult<ReapReport> {
         self.inner.queue.reap_expired(p).await
+    }
+}
+
+#[async_trait]
+impl TenantStore for GithubStore {
+    async fn put_tenant(&self, _settings: &TenantSettings) -> StoreResult<()> {
+        Err(StoreError::Backend("tenancy: not yet implemented".into()))
+    }
+    async fn get_tenant(&self, _tenant: &str) -> StoreResult<Option<TenantSettings>> {
+        Err(StoreError::Backend("tenancy: not yet implemented".into()))
+    }
+    async fn tenant_usage(&self, _tenant: &str) -> StoreResult<TenantUsage> {
+        Err(StoreError::Backend("tenancy: not yet implemented".into()))
     }
 }
 

@@ -54,6 +54,7 @@ async fn a_task_is_mirrored_to_its_issue_through_its_life() {
 
     store
         .complete(&[Completion {
+            tenant: t.tenant,
             task_id: t.id,
             fence: t.fence,
             output: br#"{"echo":"hi"}"#.to_vec(),

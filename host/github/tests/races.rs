@@ -178,6 +178,7 @@ async fn racing_workers_claim_each_task_once() {
                 let done: Vec<Completion> = batch
                     .iter()
                     .map(|t| Completion {
+                        tenant: t.tenant.clone(),
                         task_id: t.id.clone(),
                         fence: t.fence,
                         output: vec![],

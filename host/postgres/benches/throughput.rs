@@ -92,6 +92,7 @@ async fn queue_cycle(store: Arc<dyn Store>, n: usize, batch: usize) -> Duration 
                 let completions: Vec<Completion> = claimed
                     .iter()
                     .map(|t| Completion {
+                        tenant: t.tenant.clone(),
                         task_id: t.id.clone(),
                         fence: t.fence,
                         output: b"{}".to_vec(),

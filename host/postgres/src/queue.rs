@@ -390,6 +390,7 @@ impl QueueStore for PgStore {
 
     async fn renew_lease(
         &self,
+        _tenant: &str,
         task_id: &str,
         fence: u64,
         lease_ms: u64,
@@ -480,8 +481,9 @@ impl QueueStore for PgStore {
                 Some(after) => {
                     let row = c
                         .query_opt(
-                            "SELECT seq FROM tasks WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)",
-                            &[after, &filter.tenant],
+                            "SELECT seq FROM tasks
+                             WHERE id = $1 AND tenant = $3 AND ($2::text IS NULL OR tenant = $2)",
+                            &[&after.id, &filter.tenant, &after.tenant],
                         )
                         .await?;
                     match row {

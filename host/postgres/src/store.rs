@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use sentinel_coord::{Clock, Store, StoreError, StoreResult, Topic};
+use sentinel_coord::model::{TenantSettings, TenantUsage};
+use sentinel_coord::{Clock, Store, StoreError, StoreResult, TenantStore, Topic};
 use tokio::sync::{OnceCell, watch};
 use tokio_postgres::NoTls;
 
@@ -360,6 +361,19 @@ fn validate_schema(schema: &str) -> StoreResult<()> {
 
 fn channel_name(schema: &str) -> String {
     format!("sentinel_wake_{schema}")
+}
+
+#[async_trait]
+impl TenantStore for PgStore {
+    async fn put_tenant(&self, _settings: &TenantSettings) -> StoreResult<()> {
+        Err(StoreError::Backend("tenancy: not yet implemented".into()))
+    }
+    async fn get_tenant(&self, _tenant: &str) -> StoreResult<Option<TenantSettings>> {
+        Err(StoreError::Backend("tenancy: not yet implemented".into()))
+    }
+    async fn tenant_usage(&self, _tenant: &str) -> StoreResult<TenantUsage> {
+        Err(StoreError::Backend("tenancy: not yet implemented".into()))
+    }
 }
 
 #[async_trait]

@@ -75,6 +75,7 @@ async fn concurrent_claimers_complete_every_task_exactly_once() {
                     let done: Vec<Completion> = batch
                         .iter()
                         .map(|t| Completion {
+                            tenant: t.tenant.clone(),
                             task_id: t.id.clone(),
                             fence: t.fence,
                             output: worker.as_bytes().to_vec(),
@@ -318,6 +319,7 @@ async fn overlapping_settlements_in_opposite_orders_settle_each_task_once() {
     let done: Vec<Completion> = claimed
         .iter()
         .map(|t| Completion {
+            tenant: t.tenant.clone(),
             task_id: t.id.clone(),
             fence: t.fence,
             output: b"ok".to_vec(),

@@ -105,6 +105,7 @@ async fn store_recovers_when_the_server_drops_its_connections() {
                 let done: Vec<Completion> = batch
                     .iter()
                     .map(|t| Completion {
+                        tenant: t.tenant.clone(),
                         task_id: t.id.clone(),
                         fence: t.fence,
                         output: b"ok".to_vec(),

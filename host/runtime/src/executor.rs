@@ -181,7 +181,11 @@ impl ExecutorPlugin {
                 tenant: task.tenant.clone(),
             });
         }
-        state.progress = Some((services.progress.clone(), task.id.clone()));
+        state.progress = Some((
+            services.progress.clone(),
+            task.tenant.clone(),
+            task.id.clone(),
+        ));
         state.config = grant.config.clone();
 
         let mut store = new_store(&runtime.engine, state);

@@ -50,8 +50,9 @@ pub trait KvBackend: Send + Sync + 'static {
 
 /// Progress reports of running tasks. Must not block: it is called from inside the sandbox.
 pub trait ProgressSink: Send + Sync + 'static {
-    /// Task `task_id` is `percent` done; also the task's heartbeat.
-    fn report(&self, task_id: &str, percent: u8, message: &str);
+    /// Task `task_id` of `tenant` is `percent` done (task ids are unique only per tenant);
+    /// also the task's heartbeat.
+    fn report(&self, tenant: &str, task_id: &str, percent: u8, message: &str);
 }
 
 /// The services handed to one task.
@@ -77,8 +78,8 @@ impl TaskServices {
 pub struct LogProgress;
 
 impl ProgressSink for LogProgress {
-    fn report(&self, task_id: &str, percent: u8, message: &str) {
-        tracing::debug!(task_id, percent, message, "progress");
+    fn report(&self, tenant: &str, task_id: &str, percent: u8, message: &str) {
+        tracing::debug!(tenant, task_id, percent, message, "progress");
     }
 }
 

@@ -98,7 +98,8 @@ pub struct SandboxState {
     pub(crate) cpu_budget_ticks: u64,
     pub(crate) cpu_exceeded: bool,
     pub(crate) kv: Option<KvAccess>,
-    pub(crate) progress: Option<(Arc<dyn ProgressSink>, String)>,
+    /// The sink, the task's tenant and id.
+    pub(crate) progress: Option<(Arc<dyn ProgressSink>, String, String)>,
     pub(crate) config: BTreeMap<String, String>,
     pub(crate) plugin: String,
     /// Raised to stop the sandbox (cancel, a bound passed); checked on every epoch tick.

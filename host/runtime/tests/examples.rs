@@ -83,7 +83,7 @@ async fn word_count_keeps_the_top_ten() {
 struct Recorder(Mutex<Vec<(String, u8)>>);
 
 impl ProgressSink for Recorder {
-    fn report(&self, task_id: &str, percent: u8, _message: &str) {
+    fn report(&self, _tenant: &str, task_id: &str, percent: u8, _message: &str) {
         self.0.lock().unwrap().push((task_id.to_string(), percent));
     }
 }

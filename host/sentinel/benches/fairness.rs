@@ -144,7 +144,9 @@ async fn wait_all_settled(c: &Client, limit: Duration) {
 }
 
 async fn flood(a: &Client, n: usize) {
-    let batch: Vec<Value> = (0..1000).map(|i| json!({"type": "echo", "payload": i})).collect();
+    let batch: Vec<Value> = (0..1000)
+        .map(|i| json!({"type": "echo", "payload": i}))
+        .collect();
     let mut left = n;
     while left > 0 {
         let k = left.min(1000);

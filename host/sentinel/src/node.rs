@@ -103,6 +103,13 @@ impl Node {
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
         let store = open_store(&settings.store_url)?;
         let metrics = Arc::new(Metrics::new(&settings.worker_id));
+        // Weights and quotas live in the store, where every host of the fleet enforces them.
+        for (name, policy) in &settings.tenancy.tenants {
+            store
+                .put_tenant(&policy.settings(name))
+                .await
+                .with_context(|| format!("storing tenant {name}'s weight and quotas"))?;
+        }
 
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: Some(settings.data_dir.join("component-cache")),

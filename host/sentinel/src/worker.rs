@@ -26,33 +26,37 @@ const SETTLE_BATCH: usize = 512;
 /// Progress of tasks running on this host, as last reported by their plugins.
 #[derive(Default)]
 pub struct ProgressBoard {
-    entries: Mutex<HashMap<String, (u8, String)>>,
+    /// (tenant, task id) → last report.
+    entries: Mutex<HashMap<(String, String), (u8, String)>>,
 }
 
 impl ProgressBoard {
     /// The last report of a task running here.
-    pub fn get(&self, task_id: &str) -> Option<(u8, String)> {
+    pub fn get(&self, tenant: &str, task_id: &str) -> Option<(u8, String)> {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(task_id)
+            .get(&(tenant.to_string(), task_id.to_string()))
             .cloned()
     }
 
-    fn remove(&self, task_id: &str) {
+    fn remove(&self, tenant: &str, task_id: &str) {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(task_id);
+            .remove(&(tenant.to_string(), task_id.to_string()));
     }
 }
 
 impl ProgressSink for ProgressBoard {
-    fn report(&self, task_id: &str, percent: u8, message: &str) {
+    fn report(&self, tenant: &str, task_id: &str, percent: u8, message: &str) {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(task_id.to_string(), (percent, message.to_string()));
+            .insert(
+                (tenant.to_string(), task_id.to_string()),
+                (percent, message.to_string()),
+            );
     }
 }
 
@@ -217,7 +221,7 @@ async fn claim_loop(
                 let result = run_task(&ctx, task, &interrupt).await;
                 ctx.cancels.finish(&tenant, &task_id);
                 let _ = settle.send(result);
-                ctx.progress.remove(&task_id);
+                ctx.progress.remove(&tenant, &task_id);
                 active.fetch_sub(1, Ordering::Relaxed);
                 ctx.metrics.tasks_running_here.dec();
                 drop(permit);
@@ -247,8 +251,10 @@ async fn run_task(
 ) -> Settle {
     let started = Instant::now();
     let (fence, timeout_ms) = (task.fence, task.timeout_ms);
+    let tenant = task.tenant.clone();
     let failure = |task_id: &str, error: String, retryable: bool| {
         Settle::Failed(Failure {
+            tenant: tenant.clone(),
             task_id: task_id.to_string(),
             fence,
             error,
@@ -339,6 +345,7 @@ async fn run_task(
     );
     match outcome.result {
         Ok(output) => Settle::Done(Completion {
+            tenant: tenant.clone(),
             task_id: wit_task.id,
             fence,
             output,

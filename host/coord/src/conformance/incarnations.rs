@@ -179,6 +179,7 @@ pub async fn restart_under_the_same_id_requeues_the_previous_runs_at_once(f: &dy
     let old = claimed.iter().find(|t| t.id == "a").unwrap();
     assert_eq!(
         s.complete(&[Completion {
+            tenant: old.tenant.clone(),
             task_id: "a".into(),
             fence: old.fence,
             output: b"late".to_vec(),
@@ -193,6 +194,7 @@ pub async fn restart_under_the_same_id_requeues_the_previous_runs_at_once(f: &dy
     assert_eq!(
         s.fail(
             &[Failure {
+                tenant: old.tenant.clone(),
                 task_id: "a".into(),
                 fence: old.fence,
                 error: "late".into(),

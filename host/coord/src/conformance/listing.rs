@@ -9,7 +9,7 @@ fn filter(order: TaskOrder, after: Option<&str>, limit: u32) -> TaskFilter {
     TaskFilter {
         tenant: Some(DEFAULT_TENANT.into()),
         order,
-        after: after.map(str::to_string),
+        after: after.map(|id| TaskKey::new(DEFAULT_TENANT, id)),
         limit,
         ..Default::default()
     }

@@ -13,25 +13,31 @@
 //! needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency. This module only
 //! asserts behaviour through the contract; it must never look inside a backend.
 
+mod fairness;
 mod incarnations;
 mod listing;
 mod locks;
 mod memory;
 mod queue;
+mod quotas;
 mod ranges;
 mod registry;
+mod tenancy;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use fairness::*;
 pub use incarnations::*;
 pub use listing::*;
 pub use locks::*;
 pub use memory::*;
 pub use queue::*;
+pub use quotas::*;
 pub use ranges::*;
 pub use registry::*;
+pub use tenancy::*;
 
 use crate::clock::{Clock, ManualClock};
 use crate::store::Store;
@@ -128,6 +134,19 @@ macro_rules! conformance_tests {
             memory_version_and_timestamp_ranges_are_enforced,
             lock_ttl_range_is_enforced,
             lease_range_is_enforced,
+            the_same_task_id_lives_in_two_tenants,
+            dependencies_resolve_only_inside_the_tenant,
+            an_admin_listing_pages_across_tenants_by_task_key,
+            tenant_settings_roundtrip_and_ranges,
+            queued_quota_refuses_the_whole_batch_and_stores_nothing,
+            retry_dead_respects_queued_quota,
+            submit_rate_is_a_token_bucket_with_retry_after,
+            running_quota_caps_claims_fleet_wide,
+            memory_key_and_byte_quotas_hold_and_free_on_delete,
+            racing_submissions_never_exceed_the_queued_quota,
+            claims_alternate_between_tenants_by_weight,
+            priority_orders_tasks_within_a_tenant_not_across,
+            an_idle_tenant_does_not_bank_credit,
         );
     };
 }

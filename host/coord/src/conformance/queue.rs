@@ -32,6 +32,7 @@ async fn claim_one(s: &Arc<dyn Store>, worker: &str) -> Option<Task> {
 
 fn done(t: &Task, out: &[u8]) -> Completion {
     Completion {
+        tenant: t.tenant.clone(),
         task_id: t.id.clone(),
         fence: t.fence,
         output: out.to_vec(),
@@ -40,6 +41,7 @@ fn done(t: &Task, out: &[u8]) -> Completion {
 
 fn failure(t: &Task, retryable: bool) -> Failure {
     Failure {
+        tenant: t.tenant.clone(),
         task_id: t.id.clone(),
         fence: t.fence,
         error: "boom".into(),
@@ -233,6 +235,7 @@ pub async fn completion_requires_the_current_fence(f: &dyn StoreFactory) {
     let t = s.get_task(DEFAULT_TENANT, &id).await.unwrap().unwrap();
     assert_eq!(t.output.as_deref(), Some(&b"ok"[..]));
     let missing = Completion {
+        tenant: DEFAULT_TENANT.into(),
         task_id: "nope".into(),
         fence: 1,
         output: vec![],
@@ -391,7 +394,10 @@ pub async fn task_past_its_deadline_fails_with_timeout(f: &dyn StoreFactory) {
         .remove(0);
     let t = claim_one(&s, "w").await.unwrap();
     assert_eq!(t.timeout_ms, 500);
-    s.renew_lease(&t.id, t.fence, LEASE).await.unwrap().unwrap();
+    s.renew_lease(&t.tenant, &t.id, t.fence, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     clock.advance_ms(500);
     assert_eq!(
         s.reap_expired(&no_jitter()).await.unwrap(),
@@ -454,15 +460,21 @@ pub async fn lease_renewal_and_heartbeat_extension(f: &dyn StoreFactory) {
     let b = claim_one(&s, "w").await.unwrap();
     clock.advance_ms(LEASE as i64 - 10);
     assert_eq!(
-        s.renew_lease(&a.id, a.fence, LEASE).await.unwrap(),
+        s.renew_lease(&a.tenant, &a.id, a.fence, LEASE)
+            .await
+            .unwrap(),
         Ok(clock.now() + LEASE as i64)
     );
     assert_eq!(
-        s.renew_lease(&a.id, a.fence + 1, LEASE).await.unwrap(),
+        s.renew_lease(&a.tenant, &a.id, a.fence + 1, LEASE)
+            .await
+            .unwrap(),
         Err(Rejection::StaleFence { current: a.fence })
     );
     assert_eq!(
-        s.renew_lease("nope", 1, LEASE).await.unwrap(),
+        s.renew_lease(DEFAULT_TENANT, "nope", 1, LEASE)
+            .await
+            .unwrap(),
         Err(Rejection::NotFound)
     );
     clock.advance_ms(5);

@@ -277,11 +277,13 @@ pub async fn lease_range_is_enforced(f: &dyn StoreFactory) {
     let hi = s.claim(&req(r.max as u64)).await.unwrap().remove(0);
     assert_eq!(hi.lease_expires_at, Some(clock.now_ms() + r.max));
     for bad in [r.min as u64 - 1, r.max as u64 + 1] {
-        assert_refused(s.renew_lease(&hi.id, hi.fence, bad).await, &r);
+        assert_refused(s.renew_lease(&hi.tenant, &hi.id, hi.fence, bad).await, &r);
         assert_refused(s.extend_worker_leases("w", 0, bad).await, &r);
     }
     assert_eq!(
-        s.renew_lease(&lo.id, lo.fence, r.max as u64).await.unwrap(),
+        s.renew_lease(&lo.tenant, &lo.id, lo.fence, r.max as u64)
+            .await
+            .unwrap(),
         Ok(clock.now_ms() + r.max)
     );
 }

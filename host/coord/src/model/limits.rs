@@ -85,6 +85,21 @@ pub const LIST_LIMIT: Range = Range::new("limit", 1, 1_000);
 /// Tasks in one submission.
 pub const BATCH_TASKS: Range = Range::new("tasks", 1, 10_000);
 
+/// A tenant's fair-share weight.
+pub const TENANT_WEIGHT: Range = Range::new("weight", 1, 1_000);
+/// Quota on a tenant's queued (pending + failed-awaiting-retry) tasks; 0 refuses every submit.
+pub const QUOTA_MAX_QUEUED: Range = Range::new("max_queued", 0, 100_000_000);
+/// Quota on a tenant's running tasks, fleet-wide; 0 stops its claims.
+pub const QUOTA_MAX_RUNNING: Range = Range::new("max_running", 0, 1_000_000);
+/// Quota on a tenant's live shared-memory keys.
+pub const QUOTA_MEMORY_KEYS: Range = Range::new("memory_keys", 0, 100_000_000);
+/// Quota on a tenant's live shared-memory bytes (1 TiB at most).
+pub const QUOTA_MEMORY_BYTES: Range = Range::new("memory_bytes", 0, 1 << 40);
+/// Submit-rate token bucket: refill, tasks per second.
+pub const RATE_PER_SECOND: Range = Range::new("per_second", 1, 100_000);
+/// Submit-rate token bucket: capacity, tasks.
+pub const RATE_BURST: Range = Range::new("burst", 1, 1_000_000);
+
 /// Longest id, task type, tenant, worker id or lock key (bytes).
 pub const MAX_NAME_BYTES: usize = 128;
 /// Longest shared-memory key (bytes).

@@ -1,16 +1,18 @@
 //! Plain data shared by the store contract, every backend and the managers: locks, workers,
-//! memory entries, tasks. Nothing here does I/O or reads a clock; helpers that need "now" take it.
+//! memory entries, tasks, tenants. Nothing here does I/O or reads a clock; helpers that need "now" take it.
 
 pub mod limits;
 mod lock;
 mod memory;
 mod task;
+mod tenant;
 mod validate;
 mod worker;
 
 pub use lock::*;
 pub use memory::*;
 pub use task::*;
+pub use tenant::*;
 pub use validate::*;
 pub use worker::*;
 

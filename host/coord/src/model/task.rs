@@ -54,7 +54,8 @@ impl TaskState {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Affinity {
     pub required_worker: Option<String>,
-    /// Run on the worker that ran (or runs) this task; the task waits until that worker is known.
+    /// Run on the worker that ran (or runs) this task (an id in the same tenant); the task waits
+    /// until that worker is known.
     pub same_worker_as: Option<String>,
     pub excluded_workers: Vec<String>,
 }
@@ -79,7 +80,8 @@ pub struct NewTask {
     pub metadata: BTreeMap<String, String>,
     pub max_retries: Option<u32>,
     pub timeout_ms: Option<u64>,
-    /// Ids of tasks (same tenant) that must be `completed` before this one can be claimed.
+    /// Ids of tasks of the same tenant that must be `completed` before this one can be claimed
+    /// (an id that exists only in another tenant is an unknown dependency).
     pub depends_on: Vec<String>,
     pub affinity: Affinity,
 }
@@ -141,6 +143,7 @@ impl NewTask {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
+    /// Unique within `tenant` (the same id may live in another tenant).
     pub id: String,
     pub tenant: String,
     pub task_type: String,
@@ -169,11 +172,16 @@ pub struct Task {
     pub run_at: i64,
     pub depends_on: Vec<String>,
     pub affinity: Affinity,
-    /// Filled on claim: the output of every task in `depends_on`, by task id.
+    /// Filled on claim: the output of every task in `depends_on` (same tenant), by task id.
     pub dependency_outputs: BTreeMap<String, Vec<u8>>,
 }
 
 impl Task {
+    /// The task's identity: `(tenant, id)`.
+    pub fn key(&self) -> super::TaskKey {
+        super::TaskKey::new(self.tenant.clone(), self.id.clone())
+    }
+
     pub fn payload_json(&self) -> serde_json::Result<serde_json::Value> {
         serde_json::from_slice(&self.payload)
     }
@@ -198,6 +206,8 @@ pub struct ClaimRequest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
+    /// With `task_id`, the task's identity (ids are unique per tenant).
+    pub tenant: String,
     pub task_id: String,
     pub fence: u64,
     pub output: Vec<u8>,
@@ -205,6 +215,8 @@ pub struct Completion {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
+    /// With `task_id`, the task's identity (ids are unique per tenant).
+    pub tenant: String,
     pub task_id: String,
     pub fence: u64,
     pub error: String,
@@ -249,10 +261,12 @@ pub struct TaskFilter {
     pub limit: u32,
     /// Which way the listing runs.
     pub order: TaskOrder,
-    /// Keyset paging (`Oldest`/`Newest` only): only tasks after this one (an id in the same
-    /// tenant) in `order`. Unknown ids are `StoreError::Invalid`. Each page is one index range
-    /// read, whatever the size of the history.
-    pub after: Option<String>,
+    /// Keyset paging (`Oldest`/`Newest` only): only tasks after this one in `order` (the last
+    /// task of the previous page, named by tenant and id, so the cursor is unambiguous when
+    /// `tenant` is `None`). A key that names no task, or a task outside `tenant` when `tenant`
+    /// is set, is `StoreError::Invalid`. Each page is one index range read, whatever the size
+    /// of the history.
+    pub after: Option<super::TaskKey>,
 }
 
 /// Order of a task listing.

@@ -13,6 +13,12 @@ impl From<RangeError> for StoreError {
     }
 }
 
+impl From<super::TenantSettingsError> for StoreError {
+    fn from(e: super::TenantSettingsError) -> Self {
+        StoreError::Invalid(e.to_string())
+    }
+}
+
 impl NewTask {
     /// `priority`, `max_retries` and `timeout_ms` inside their documented ranges.
     pub fn validate(&self) -> Result<(), RangeError> {

@@ -10,6 +10,7 @@ mod memory;
 mod queue;
 mod registry;
 mod schema;
+mod tenants;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -88,18 +88,30 @@ fn exec(tx: &Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> Result<usi
         .map_err(map_err)
 }
 
-fn state_and_fence(tx: &Transaction<'_>, id: &str) -> Result<Option<(TaskState, u64)>, StoreError> {
+fn state_and_fence(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<(TaskState, u64)>, StoreError> {
     let row: Option<(String, i64)> = tx
-        .prepare_cached("SELECT state, fence FROM tasks WHERE id = ?1")
-        .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .prepare_cached("SELECT state, fence FROM tasks WHERE tenant = ?1 AND id = ?2")
+        .and_then(|mut s| {
+            s.query_row([tenant, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(map_err)?;
     row.map(|(s, f)| Ok((parse_state(&s)?, u64_col(f))))
         .transpose()
 }
 
 /// Why an operation that needs "running with this fence" did not match.
-fn rejection(tx: &Transaction<'_>, id: &str, fence: u64) -> Result<Rejection, StoreError> {
-    Ok(match state_and_fence(tx, id)? {
+fn rejection(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    id: &str,
+    fence: u64,
+) -> Result<Rejection, StoreError> {
+    Ok(match state_and_fence(tx, tenant, id)? {
         None => Rejection::NotFound,
         Some((TaskState::Running, current)) if current != fence => {
             Rejection::StaleFence { current }
@@ -452,24 +464,25 @@ impl QueueStore for SqliteStore {
 
     async fn renew_lease(
         &self,
+        tenant: &str,
         task_id: &str,
         fence: u64,
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>> {
         validate_lease(lease_ms)?;
-        let id = task_id.to_string();
+        let (t, id) = (tenant.to_string(), task_id.to_string());
         self.write(move |tx, now| {
             let until = expiry(now, lease_ms);
             let n = exec(
                 tx,
                 "UPDATE tasks SET lease_expires_at = ?3, updated_at = ?4
-                 WHERE id = ?1 AND state = 'running' AND fence = ?2",
-                params![id, fence as i64, until, now],
+                 WHERE id = ?1 AND tenant = ?5 AND state = 'running' AND fence = ?2",
+                params![id, fence as i64, until, now, t],
             )?;
             if n == 1 {
                 Ok(Ok(until))
             } else {
-                Ok(Err(rejection(tx, &id, fence)?))
+                Ok(Err(rejection(tx, &t, &id, fence)?))
             }
         })
         .await
@@ -507,15 +520,16 @@ impl QueueStore for SqliteStore {
                     .prepare_cached(
                         "UPDATE tasks SET state = 'completed', output = ?3, finished_at = ?4,
                            updated_at = ?4, lease_expires_at = NULL, deadline_at = NULL
-                         WHERE id = ?1 AND state = 'running' AND fence = ?2
+                         WHERE id = ?1 AND tenant = ?5 AND state = 'running' AND fence = ?2
                          RETURNING worker_id, started_at",
                     )
                     .map_err(map_err)?;
                 for c in &completions {
                     let done: Option<(Option<String>, Option<i64>)> = stmt
-                        .query_row(params![c.task_id, c.fence as i64, c.output, now], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })
+                        .query_row(
+                            params![c.task_id, c.fence as i64, c.output, now, c.tenant],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
                         .optional()
                         .map_err(map_err)?;
                     match done {
@@ -528,7 +542,9 @@ impl QueueStore for SqliteStore {
                             wake |= has_dependents(tx, &c.task_id)?;
                             out.push(Settlement::Applied(TaskState::Completed));
                         }
-                        None => out.push(Settlement::Rejected(rejection(tx, &c.task_id, c.fence)?)),
+                        None => out.push(Settlement::Rejected(rejection(
+                            tx, &c.tenant, &c.task_id, c.fence,
+                        )?)),
                     }
                 }
                 for (w, (n, dur)) in per_worker {
@@ -559,10 +575,10 @@ impl QueueStore for SqliteStore {
                 let row: Option<(String, i64, u32, u32, Option<String>, Option<i64>)> = tx
                     .prepare_cached(
                         "SELECT state, fence, attempt, max_retries, worker_id, started_at
-                         FROM tasks WHERE id = ?1",
+                         FROM tasks WHERE tenant = ?1 AND id = ?2",
                     )
                     .and_then(|mut s| {
-                        s.query_row([&f.task_id], |r| {
+                        s.query_row([&f.tenant, &f.task_id], |r| {
                             Ok((
                                 r.get(0)?,
                                 r.get(1)?,
@@ -679,14 +695,8 @@ impl QueueStore for SqliteStore {
         let f = filter.clone();
         let (keyset, order) = match f.order {
             TaskOrder::Priority => ("", "priority DESC, seq"),
-            TaskOrder::Oldest => (
-                "AND (?6 IS NULL OR seq > (SELECT seq FROM tasks WHERE id = ?6))",
-                "seq",
-            ),
-            TaskOrder::Newest => (
-                "AND (?6 IS NULL OR seq < (SELECT seq FROM tasks WHERE id = ?6))",
-                "seq DESC",
-            ),
+            TaskOrder::Oldest => ("AND (?6 IS NULL OR seq > ?6)", "seq"),
+            TaskOrder::Newest => ("AND (?6 IS NULL OR seq < ?6)", "seq DESC"),
         };
         if f.order == TaskOrder::Priority && f.after.is_some() {
             return Err(StoreError::Invalid(
@@ -694,16 +704,22 @@ impl QueueStore for SqliteStore {
             ));
         }
         self.read(move |tx, _| {
+            let mut anchor: Option<i64> = None;
             if let Some(after) = &f.after {
-                let known: bool = tx
-                    .query_row(
-                        "SELECT EXISTS(SELECT 1 FROM tasks WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2))",
-                        params![after, f.tenant],
-                        |r| r.get(0),
+                anchor = tx
+                    .prepare_cached(
+                        "SELECT seq FROM tasks WHERE tenant = ?1 AND id = ?2 AND (?3 IS NULL OR tenant = ?3)",
                     )
+                    .and_then(|mut s| {
+                        s.query_row(params![after.tenant, after.id, f.tenant], |r| r.get(0))
+                            .optional()
+                    })
                     .map_err(map_err)?;
-                if !known {
-                    return Err(StoreError::Invalid(format!("no task {after:?} to list after")));
+                if anchor.is_none() {
+                    return Err(StoreError::Invalid(format!(
+                        "no task {}/{} to list after",
+                        after.tenant, after.id
+                    )));
                 }
             }
             let mut stmt = tx
@@ -725,7 +741,7 @@ impl QueueStore for SqliteStore {
                 &limit,
             ];
             if !keyset.is_empty() {
-                args.push(&f.after);
+                args.push(&anchor);
             }
             let rows = stmt
                 .query_map(args.as_slice(), row_to_raw)

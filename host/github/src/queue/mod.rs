@@ -208,6 +208,7 @@ impl QueueStore for GithubQueue {
 
     async fn renew_lease(
         &self,
+        _tenant: &str,
         task_id: &str,
         fence: u64,
         lease_ms: u64,
@@ -299,11 +300,11 @@ impl QueueStore for GithubQueue {
             TaskOrder::Newest => recs.sort_by_key(|r| std::cmp::Reverse(r.seq)),
         }
         if let Some(after) = &filter.after {
-            let Some(anchor) = st
-                .tasks
-                .values()
-                .find(|r| r.id == *after && filter.tenant.as_ref().is_none_or(|t| *t == r.tenant))
-            else {
+            let Some(anchor) = st.tasks.values().find(|r| {
+                r.id == after.id
+                    && r.tenant == after.tenant
+                    && filter.tenant.as_ref().is_none_or(|t| *t == r.tenant)
+            }) else {
                 return Err(StoreError::Invalid(format!(
                     "no task {after:?} to list after"
                 )));

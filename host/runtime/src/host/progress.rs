@@ -6,8 +6,8 @@ use crate::state::SandboxState;
 
 impl Host for SandboxState {
     async fn report(&mut self, percent: u8, message: String) -> wasmtime::Result<()> {
-        if let Some((sink, task_id)) = &self.progress {
-            sink.report(task_id, percent.min(100), truncate(&message, 1024));
+        if let Some((sink, tenant, task_id)) = &self.progress {
+            sink.report(tenant, task_id, percent.min(100), truncate(&message, 1024));
         }
         Ok(())
     }

@@ -11,6 +11,10 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The quota that refused the request, shown as `error.quota`.
+    pub quota: Option<String>,
+    /// Sent as `Retry-After` (seconds, rounded up).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +23,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            quota: None,
+            retry_after_ms: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -33,6 +39,17 @@ impl ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", m)
             }
             StoreError::Invalid(m) => ApiError::bad_request("INVALID_REQUEST", m),
+            // 429 for every quota: the tenant may try again once it has used less (or, for the
+            // submission rate, after `Retry-After`).
+            StoreError::Quota(q) => ApiError {
+                quota: Some(q.quota.to_string()),
+                retry_after_ms: q.retry_after_ms,
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "QUOTA_EXCEEDED",
+                    q.to_string(),
+                )
+            },
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "STORE_ERROR",
@@ -47,8 +64,18 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        let mut response = (self.status, Json(body)).into_response();
+        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(q) = &self.quota {
+            error["quota"] = q.clone().into();
+        }
+        let mut response =
+            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        if let Some(ms) = self.retry_after_ms {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                ms.div_ceil(1000).max(1).into(),
+            );
+        }
         response
             .extensions_mut()
             .insert(super::auth::ErrorCode(self.code));

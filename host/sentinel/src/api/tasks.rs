@@ -379,7 +379,7 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("task {id} not found")))?;
     let progress = if task.state == TaskState::Running {
-        s.progress.get(&id)
+        s.progress.get(&tenant, &id)
     } else {
         None
     };
@@ -443,8 +443,26 @@ async fn list_tasks(
     q: ListQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), true)?;
+    let tenant = caller.listing_tenant();
+    // The cursor is `tenant/id` (tenant names never hold a '/'): an admin's listing spans
+    // tenants, and task ids are unique only within one.
+    let after = match page.after.as_deref() {
+        None => None,
+        Some(cursor) => match cursor.split_once('/') {
+            Some((t, id)) if tenant.as_deref().is_none_or(|mine| mine == t) => {
+                Some(sentinel_coord::model::TaskKey::new(t, id))
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "INVALID_CURSOR",
+                    "cursor: not a cursor of this listing",
+                ));
+            }
+        },
+    };
     let filter = TaskFilter {
-        tenant: caller.listing_tenant(),
+        after,
+        tenant,
         state,
         task_type: q.task_type,
         worker_id: q.worker,
@@ -455,7 +473,6 @@ async fn list_tasks(
         } else {
             TaskOrder::Oldest
         },
-        after: page.after.clone(),
     };
     let mut tasks = s.store.list_tasks(&filter).await.map_err(|e| match e {
         sentinel_coord::StoreError::Invalid(_) if page.after.is_some() => ApiError::bad_request(
@@ -467,7 +484,11 @@ async fn list_tasks(
     let more = tasks.len() > page.limit;
     tasks.truncate(page.limit);
     let next = more
-        .then(|| tasks.last().map(|t| encode_cursor(&t.id)))
+        .then(|| {
+            tasks
+                .last()
+                .map(|t| encode_cursor(&format!("{}/{}", t.tenant, t.id)))
+        })
         .flatten();
     let tasks: Vec<TaskView> = tasks.into_iter().map(|t| TaskView::new(t, None)).collect();
     Ok(Json(

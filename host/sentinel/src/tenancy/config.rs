@@ -12,7 +12,12 @@ use serde::Deserialize;
 
 use super::principal::{Principal, Role};
 use super::tokens::{TokenBook, parse_digest};
-use super::{QuotaConfig, RateConfig, Tenancy, TenantPolicy};
+use super::{Tenancy, TenantPolicy};
+use sentinel_coord::model::limits::{
+    QUOTA_MAX_QUEUED, QUOTA_MAX_RUNNING, QUOTA_MEMORY_BYTES, QUOTA_MEMORY_KEYS, RATE_BURST,
+    RATE_PER_SECOND, Range, TENANT_WEIGHT,
+};
+use sentinel_coord::model::{RateLimit, TenantQuota};
 
 /// `auth`: who may call the API.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,15 +96,6 @@ pub struct CeilingSection {
     pub scratch: Option<bool>,
 }
 
-/// Largest value of a count quota (`maxQueued`, `memoryKeys`, ...).
-pub const MAX_QUOTA: u64 = 1 << 40;
-/// Tenant weights.
-pub const WEIGHT: std::ops::RangeInclusive<u32> = 1..=1000;
-/// Submissions per second of a rate quota.
-pub const RATE: std::ops::RangeInclusive<u32> = 1..=100_000;
-/// Burst of a rate quota.
-pub const BURST: std::ops::RangeInclusive<u32> = 1..=1_000_000;
-
 /// Validates the sections. `check_id` is the host's identifier rule (tenant names).
 pub fn resolve(
     auth: &AuthSection,
@@ -166,57 +162,42 @@ pub fn resolve(
 
 fn policy(name: &str, s: &TenantSection) -> anyhow::Result<TenantPolicy> {
     let at = |k: &str| format!("tenants.{name}.{k}");
-    let weight = s.weight.unwrap_or(1);
-    if !WEIGHT.contains(&weight) {
-        bail!(
-            "{}: {weight} is out of range: allowed {}..={}",
-            at("weight"),
-            WEIGHT.start(),
-            WEIGHT.end()
-        );
-    }
-    let q = &s.quota;
-    let count = |k: &str, v: Option<u64>| -> anyhow::Result<Option<u64>> {
-        match v {
-            Some(v) if v > MAX_QUOTA => {
-                bail!("{}: {v} is out of range: allowed 0..={MAX_QUOTA}", at(k))
-            }
-            v => Ok(v),
+    // The store's ranges, named as the configuration spells the key.
+    let check = |k: &str, range: &Range, v: Option<u64>| -> anyhow::Result<Option<u64>> {
+        if let Some(v) = v {
+            range.check_u64(v).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {v} is out of range: allowed {}..={}",
+                    at(k),
+                    e.min,
+                    e.max
+                )
+            })?;
         }
+        Ok(v)
     };
+    let weight = check("weight", &TENANT_WEIGHT, s.weight.map(u64::from))?.unwrap_or(1) as u32;
+    let q = &s.quota;
     let submit_rate = match &q.submit_rate {
         None => None,
         Some(r) => {
-            let burst = r.burst.unwrap_or(r.per_second);
-            if !RATE.contains(&r.per_second) {
-                bail!(
-                    "{}: {} is out of range: allowed {}..={}",
-                    at("quota.submitRate.perSecond"),
-                    r.per_second,
-                    RATE.start(),
-                    RATE.end()
-                );
-            }
-            if !BURST.contains(&burst) {
-                bail!(
-                    "{}: {burst} is out of range: allowed {}..={}",
-                    at("quota.submitRate.burst"),
-                    BURST.start(),
-                    BURST.end()
-                );
-            }
-            Some(RateConfig {
-                per_second: r.per_second,
-                burst,
-            })
+            let per_second = r.per_second;
+            let burst = r.burst.unwrap_or(per_second);
+            check(
+                "quota.submitRate.perSecond",
+                &RATE_PER_SECOND,
+                Some(per_second.into()),
+            )?;
+            check("quota.submitRate.burst", &RATE_BURST, Some(burst.into()))?;
+            Some(RateLimit { per_second, burst })
         }
     };
-    let quota = QuotaConfig {
-        max_queued: count("quota.maxQueued", q.max_queued)?,
-        max_running: count("quota.maxRunning", q.max_running)?,
+    let quota = TenantQuota {
+        max_queued: check("quota.maxQueued", &QUOTA_MAX_QUEUED, q.max_queued)?,
+        max_running: check("quota.maxRunning", &QUOTA_MAX_RUNNING, q.max_running)?,
         submit_rate,
-        memory_keys: count("quota.memoryKeys", q.memory_keys)?,
-        memory_bytes: count("quota.memoryBytes", q.memory_bytes)?,
+        memory_keys: check("quota.memoryKeys", &QUOTA_MEMORY_KEYS, q.memory_keys)?,
+        memory_bytes: check("quota.memoryBytes", &QUOTA_MEMORY_BYTES, q.memory_bytes)?,
     };
     let c = &s.sandbox;
     let positive = |k: &str, v: Option<u64>| -> anyhow::Result<Option<u64>> {

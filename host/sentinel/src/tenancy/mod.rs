@@ -13,6 +13,7 @@ pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sentinel_coord::model::{TenantQuota, TenantSettings};
 use sentinel_runtime::Ceiling;
 
 pub use principal::{Principal, Role};
@@ -36,25 +37,18 @@ pub struct TenantPolicy {
     pub weight: u32,
     /// `None`: every task type.
     pub task_types: Option<BTreeSet<String>>,
-    pub quota: QuotaConfig,
+    /// Enforced by the store (`TenantStore`), fleet-wide.
+    pub quota: TenantQuota,
     pub ceiling: Ceiling,
 }
 
-/// A tenant's quotas (`None`: unlimited), enforced by the store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QuotaConfig {
-    pub max_queued: Option<u64>,
-    pub max_running: Option<u64>,
-    pub submit_rate: Option<RateConfig>,
-    pub memory_keys: Option<u64>,
-    pub memory_bytes: Option<u64>,
-}
-
-/// A token bucket: `per_second` refill, `burst` capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateConfig {
-    pub per_second: u32,
-    pub burst: u32,
+impl TenantPolicy {
+    /// What the store needs to know: weight and quotas.
+    pub fn settings(&self, tenant: &str) -> TenantSettings {
+        TenantSettings::new(tenant)
+            .with_weight(self.weight)
+            .with_quota(self.quota)
+    }
 }
 
 static NO_CEILING: Ceiling = Ceiling::NONE;
