@@ -18,11 +18,16 @@ struct Hostile {
 }
 
 /// The hostile guest with the grant its manifest asks for, under a policy that allows it
-/// one read-only dir, one env var and one outbound host, and tweaks from `edit`.
+/// scratch, shared memory, one read-only dir, one env var and one outbound host, and tweaks
+/// from `edit`.
 fn hostile_with(edit: impl FnOnce(&mut Manifest)) -> Hostile {
     let ro = tempdir();
     std::fs::write(ro.path().join("readme.txt"), "read-only data").unwrap();
-    let mut policy = HostPolicy::default();
+    let mut policy = HostPolicy {
+        allow_scratch: true,
+        allow_memory: true,
+        ..HostPolicy::default()
+    };
     policy
         .read_dirs
         .insert("ro".into(), ro.path().to_path_buf());

@@ -262,12 +262,13 @@ pub async fn locks(
             include_expired: q.include_expired,
         })
         .await?;
-    let (locks, next) = page.apply(locks, |l| l.key.clone());
+    // `tenant/key`: unique across tenants (tenant names hold no '/'), for an admin's listing.
+    let (locks, next) = page.apply(locks, |l| format!("{}/{}", l.tenant, l.key));
     let locks: Vec<_> = locks
         .into_iter()
         .map(|l| {
             serde_json::json!({
-                "key": l.key, "owner": l.owner, "token": l.token,
+                "tenant": l.tenant, "key": l.key, "owner": l.owner, "token": l.token,
                 "acquired_at": iso(l.acquired_at), "expires_at": iso(l.expires_at), "metadata": l.metadata,
             })
         })
