@@ -22,6 +22,8 @@
 //! common case). Cost: O(active tenants × log n + batch), plus, with several tenants, an
 //! in-memory merge of at most `limit` tags per tenant for at most `limit` tenants.
 
+use std::collections::HashMap;
+
 use sentinel_coord::StoreResult;
 use sentinel_coord::model::*;
 
@@ -80,11 +82,9 @@ slots AS MATERIALIZED (
     GROUP BY x.tenant
 ),
 picked AS MATERIALIZED (
-    SELECT p.ctid, s.tenant,
-        s.vtime + (row_number() OVER (PARTITION BY s.tenant ORDER BY p.priority DESC, p.seq) - 1)
-            * s.step AS tag
+    SELECT p.ctid, s.tenant
     FROM slots s CROSS JOIN LATERAL (
-        SELECT t.ctid, t.priority, t.seq FROM tasks t
+        SELECT t.ctid FROM tasks t
         WHERE t.tenant = s.tenant AND t.state IN ('pending', 'failed')
           AND t.run_at <= (SELECT now FROM clk)
           AND ($2::text[] IS NULL OR t.task_type = ANY ($2::text[]))
@@ -110,7 +110,7 @@ claimed AS (
         started_at = clk.now, updated_at = clk.now, finished_at = NULL
     FROM picked, clk
     WHERE u.ctid = picked.ctid
-    RETURNING u.*, picked.tag
+    RETURNING u.*
 ),
 got AS (SELECT p.tenant, count(*) AS d FROM picked p GROUP BY p.tenant),
 bump AS (
@@ -131,12 +131,63 @@ SELECT c.id, c.tenant, c.task_type, c.priority, c.payload, c.metadata, c.max_ret
         (SELECT array_agg(COALESCE(t2.output, ''::bytea) ORDER BY d.dep_id)
          FROM task_deps d JOIN tasks t2 ON t2.tenant = d.tenant AND t2.id = d.dep_id
          WHERE d.tenant = c.tenant AND d.task_id = c.id) END,
-    c.tag,
-    (SELECT array_agg(s.tenant) FROM slots s LEFT JOIN got g ON g.tenant = s.tenant
-     WHERE COALESCE(g.d, 0) < s.n)
-FROM (SELECT 1) AS one LEFT JOIN claimed c ON true",
+    c.seq, sl.tenants, sl.n, sl.vtime, sl.step
+FROM (SELECT array_agg(tenant) AS tenants, array_agg(n) AS n, array_agg(vtime) AS vtime,
+             array_agg(step) AS step FROM slots) sl
+LEFT JOIN claimed c ON true",
         unit = VTIME_UNIT,
     )
+}
+
+/// The shares one claim statement gave out: per tenant, how many tasks, and its virtual time
+/// and step before the statement.
+struct Slots {
+    tenants: Vec<String>,
+    n: Vec<i64>,
+    vtime: Vec<i64>,
+    step: Vec<i64>,
+}
+
+impl Slots {
+    fn read(r: &tokio_postgres::Row) -> Self {
+        let col = |i| r.get::<_, Option<Vec<i64>>>(i).unwrap_or_default();
+        Slots {
+            tenants: r.get::<_, Option<Vec<String>>>(27).unwrap_or_default(),
+            n: col(28),
+            vtime: col(29),
+            step: col(30),
+        }
+    }
+
+    /// Replaces each task's `seq` by the virtual time it was taken at (`vtime + rank * step`,
+    /// rank in its tenant's priority/FIFO order) and returns the tenants that delivered fewer
+    /// tasks than their share: they have nothing more for this claim.
+    fn tag(&self, round: &mut [(i64, Task)]) -> Vec<String> {
+        round.sort_by(|(sa, a), (sb, b)| {
+            (&a.tenant, std::cmp::Reverse(a.priority), sa).cmp(&(
+                &b.tenant,
+                std::cmp::Reverse(b.priority),
+                sb,
+            ))
+        });
+        let index: HashMap<&str, usize> = (self.tenants.iter().enumerate())
+            .map(|(k, t)| (t.as_str(), k))
+            .collect();
+        let mut delivered = vec![0i64; self.tenants.len()];
+        for (tag, task) in round.iter_mut() {
+            // Every claimed task's tenant had a share.
+            let Some(&k) = index.get(task.tenant.as_str()) else {
+                continue;
+            };
+            *tag = (self.vtime[k]).saturating_add(delivered[k].saturating_mul(self.step[k]));
+            delivered[k] += 1;
+        }
+        let exhausted = (self.tenants.iter().enumerate())
+            .filter(|&(k, _)| delivered[k] < self.n[k])
+            .map(|(_, t)| t.clone())
+            .collect();
+        exhausted
+    }
 }
 
 pub(crate) async fn claim(store: &PgStore, req: &ClaimRequest) -> StoreResult<Vec<Task>> {
@@ -182,23 +233,24 @@ pub(crate) async fn claim(store: &PgStore, req: &ClaimRequest) -> StoreResult<Ve
             } else {
                 tx.query(&stmt, &params).await?
             };
-            let mut exhausted: Vec<String> = Vec::new();
-            for r in &rows {
-                if let Some(e) = r.get::<_, Option<Vec<String>>>(27) {
-                    exhausted = e;
-                }
-                if r.get::<_, Option<String>>(0).is_none() {
-                    continue;
-                }
+            let Some(first) = rows.first() else { break };
+            let slots = Slots::read(first);
+            let mut round: Vec<(i64, Task)> = Vec::with_capacity(rows.len());
+            for r in rows
+                .iter()
+                .filter(|r| r.get::<_, Option<String>>(0).is_some())
+            {
                 let mut task = decode(r)?;
                 let dep_ids: Option<Vec<String>> = r.get(24);
                 let dep_outputs: Option<Vec<Vec<u8>>> = r.get(25);
                 if let (Some(ids), Some(outputs)) = (dep_ids, dep_outputs) {
                     task.dependency_outputs = ids.into_iter().zip(outputs).collect();
                 }
-                out.push((r.get(26), task));
-                left -= 1;
+                round.push((r.get(26), task));
             }
+            left -= round.len() as i64;
+            let exhausted = slots.tag(&mut round);
+            out.extend(round);
             if left <= 0 || exhausted.is_empty() {
                 break;
             }
