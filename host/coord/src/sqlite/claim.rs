@@ -9,10 +9,10 @@
 
 use std::collections::VecDeque;
 
-use rusqlite::{Transaction, params};
+use rusqlite::{CachedStatement, Transaction, params};
 
 use super::map_err;
-use super::queue::{COLS, decode, row_to_raw};
+use super::tasks::{COLS, decode, row_to_raw};
 use super::tenants;
 use crate::error::StoreError;
 use crate::model::*;
@@ -90,6 +90,7 @@ pub(super) fn claim(
     let limit = req.limit as usize;
     let mut out: Vec<Task> = Vec::with_capacity(limit);
     let mut head = tx.prepare_cached(TENANT_HEAD).map_err(map_err)?;
+    let mut lease = tx.prepare_cached(&TAKE).map_err(map_err)?;
     while out.len() < limit {
         let active = cands.iter().filter(|c| !c.exhausted).count().max(1);
         let Some(c) = cands
@@ -124,7 +125,7 @@ pub(super) fn claim(
         let Some(seq) = c.buffered.pop_front() else {
             continue;
         };
-        out.push(take(tx, now, req, seq)?);
+        out.push(take(tx, &mut lease, now, req, seq)?);
         clock = clock.max(c.vtime);
         c.vtime = c.vtime.saturating_add(c.step);
         c.served = true;
@@ -146,33 +147,40 @@ pub(super) fn claim(
     Ok(out)
 }
 
+static TAKE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE tasks SET state = 'running', worker_id = ?2, attempt = attempt + 1,
+           fence = fence + 1, lease_expires_at = ?3, worker_incarnation = ?5,
+           deadline_at = CASE WHEN timeout_ms <= 0 THEN NULL
+                              WHEN timeout_ms <= ?6 THEN ?4 + timeout_ms
+                              ELSE ?7 END,
+           started_at = ?4, updated_at = ?4, finished_at = NULL
+         WHERE seq = ?1 RETURNING {COLS}"
+    )
+});
+
 /// Leases one task (by `seq`) to the worker and fills its dependency outputs.
-fn take(tx: &Transaction<'_>, now: i64, req: &ClaimRequest, seq: i64) -> Result<Task, StoreError> {
+fn take(
+    tx: &Transaction<'_>,
+    lease: &mut CachedStatement<'_>,
+    now: i64,
+    req: &ClaimRequest,
+    seq: i64,
+) -> Result<Task, StoreError> {
     let lease_until = expiry(now, req.lease_ms);
-    let raw = tx
-        .prepare_cached(&format!(
-            "UPDATE tasks SET state = 'running', worker_id = ?2, attempt = attempt + 1,
-               fence = fence + 1, lease_expires_at = ?3, worker_incarnation = ?5,
-               deadline_at = CASE WHEN timeout_ms <= 0 THEN NULL
-                                  WHEN timeout_ms <= ?6 THEN ?4 + timeout_ms
-                                  ELSE ?7 END,
-               started_at = ?4, updated_at = ?4, finished_at = NULL
-             WHERE seq = ?1 RETURNING {COLS}"
-        ))
-        .and_then(|mut s| {
-            s.query_row(
-                params![
-                    seq,
-                    req.worker_id,
-                    lease_until,
-                    now,
-                    req.incarnation as i64,
-                    i64::MAX - now.max(0),
-                    i64::MAX
-                ],
-                row_to_raw,
-            )
-        })
+    let raw = lease
+        .query_row(
+            params![
+                seq,
+                req.worker_id,
+                lease_until,
+                now,
+                req.incarnation as i64,
+                i64::MAX - now.max(0),
+                i64::MAX
+            ],
+            row_to_raw,
+        )
         .map_err(map_err)?;
     let mut task = decode(raw)?;
     if !task.depends_on.is_empty() {

@@ -11,6 +11,7 @@ mod memory;
 mod queue;
 mod registry;
 mod schema;
+mod tasks;
 mod tenants;
 
 use std::path::{Path, PathBuf};
