@@ -4,7 +4,8 @@
 //! numbering, so seq order is commit order: a reader that resumes "after N" can never miss a
 //! change that committed late with a smaller number, which a plain sequence would allow. Lock
 //! order is always memory row(s) first, counter last, so writers cannot deadlock. This module
-//! must never log a change outside the writing transaction.
+//! must never log a change outside the writing transaction. A tenant with a memory quota has its
+//! `tenants` row locked before the key's, and the quota checked before anything is written.
 
 use async_trait::async_trait;
 use sentinel_coord::model::*;
@@ -14,6 +15,7 @@ use tokio_postgres::Row;
 use crate::codec::{from_json, ms_param, to_json, u64_col};
 use crate::notify::MEMORY_PAYLOAD;
 use crate::store::{PgStore, with_conn};
+use crate::tenants;
 
 const ENTRY_COLS: &str = "tenant, namespace, key, value, version, ts, writer, expires_at";
 
@@ -61,10 +63,19 @@ impl MemoryStore for PgStore {
         let channel = &self.inner.channel;
         let out = with_conn!(self, |c| {
             let tx = c.transaction().await?;
+            let quota_stmt = tx.prepare_cached(tenants::LOCK_MEMORY_QUOTA).await?;
             let stmt = tx.prepare_cached(LOCK_KEY).await?;
-            let cur = tx
-                .query_one(&stmt, &[&w.tenant, &w.namespace, &w.key, &now_p])
-                .await?;
+            // The tenant's row first (only if it has a memory quota), then the key's, in one
+            // round trip; the usage count below runs after both, so it sees every write that
+            // committed before the lock was ours.
+            let quota_args: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&w.tenant];
+            let key_args: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&w.tenant, &w.namespace, &w.key, &now_p];
+            let (quota, cur) = tokio::try_join!(
+                tx.query_opt(&quota_stmt, &quota_args),
+                tx.query_one(&stmt, &key_args),
+            )?;
+            let quota = tenants::memory_quota(quota.as_ref());
             let (has_value, cur_version, cur_ts, cur_writer, cur_expires, now): (
                 bool,
                 i64,
@@ -100,6 +111,10 @@ impl MemoryStore for PgStore {
                     timestamp: cur_ts,
                     writer: cur_writer,
                 });
+            }
+            if let Some(quota) = quota {
+                let live = has_value && unexpired;
+                tenants::check_memory(&tx, quota, w, !live, now).await?;
             }
             let version = u64_col(cur_version).saturating_add(1).min(i64::MAX as u64);
             let expires_at = w.ttl_ms.map(|t| now.saturating_add(ms_param(t)));

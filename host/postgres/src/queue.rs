@@ -1,9 +1,9 @@
-//! Queue SQL: submission, claims and reads; settlements (complete, fail, cancel, requeue, reap)
-//! live in [`crate::settle`]. The `tasks_ready` partial index holds exactly the claimable-state
-//! rows in claim order; a claim takes the head of it with `FOR UPDATE SKIP LOCKED`, so concurrent
-//! claimers skip each other's rows instead of waiting, and leases up to N tasks in one statement.
-//! A task's `fence` goes up on every claim; settlements must present the current one. This module
-//! must never hand out a task without incrementing its fence in the same statement.
+//! Queue SQL: submission and reads; claims live in [`crate::claim`], settlements in
+//! [`crate::settle`] and [`crate::recover`]. A task is `(tenant, id)`: ids are unique per
+//! tenant, and dependencies and affinity resolve inside the task's tenant. Submission is one
+//! statement when no tenant of the batch has a submission quota (the statement itself checks,
+//! and inserts nothing if one has); otherwise the quotas are checked under the tenants' row
+//! locks first (see [`crate::tenants`]), in the same transaction as the insert.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,8 +15,9 @@ use tokio_postgres::Row;
 use crate::codec::{from_json, ms_param, to_json, u32_col, u64_col};
 use crate::error::{OpError, is_unique_violation};
 use crate::notify::TASKS_PAYLOAD;
-use crate::settle;
 use crate::store::{PgStore, with_conn};
+use crate::tenants::{self, RAISE, SKIP};
+use crate::{claim, recover, settle};
 
 /// Task columns in the order [`decode`] reads them.
 pub(crate) const COLS: &str = "id, tenant, task_type, priority, payload, metadata, max_retries, \
@@ -62,10 +63,26 @@ pub(crate) fn decode(r: &Row) -> Result<Task, StoreError> {
 }
 
 /// Inserts a batch in submission order (the identity `seq` is FIFO order) and notifies
-/// claimers, in one statement: a duplicate id fails the whole statement, so a refused batch
-/// stores nothing. `count(*) FROM n` forces the notification CTE to run.
-const INSERT: &str = "
-WITH clk AS MATERIALIZED (SELECT sentinel_now_ms($15::int8) AS now),
+/// claimers, in one statement: a duplicate (tenant, id) fails the whole statement, so a refused
+/// batch stores nothing. Unless `$18` says the quotas were checked, the statement first looks
+/// for a tenant of the batch with a submission quota and, if there is one, inserts nothing and
+/// answers `false` in its third column. Tenants that had no queued task get their virtual time
+/// raised ([`RAISE`]). `count(*) FROM n` forces the notification CTE to run.
+fn insert_sql() -> String {
+    format!(
+        "
+WITH RECURSIVE clk AS MATERIALIZED (SELECT sentinel_now_ms($15::int8) AS now),
+guard AS MATERIALIZED (
+    SELECT $18::bool OR NOT EXISTS (
+        SELECT 1 FROM tenants s WHERE s.tenant = ANY ($2::text[])
+          AND (s.max_queued IS NOT NULL OR s.rate_per_second IS NOT NULL)) AS go
+),
+idle AS MATERIALIZED (
+    SELECT b.tenant FROM (SELECT DISTINCT u.tenant FROM unnest($2::text[]) AS u(tenant)) b
+    WHERE (SELECT go FROM guard)
+      AND NOT EXISTS (SELECT 1 FROM tasks t
+                      WHERE t.tenant = b.tenant AND t.state IN ('pending', 'failed'))
+),
 ins AS (
     INSERT INTO tasks (id, tenant, task_type, priority, payload, metadata, max_retries,
         timeout_ms, state, error, created_at, updated_at, run_at, finished_at, depends_on,
@@ -82,55 +99,16 @@ ins AS (
          WITH ORDINALITY AS x(id, tenant, task_type, priority, payload, metadata, max_retries,
                               timeout_ms, state, error, depends_on, required_worker,
                               same_worker_as, excluded, ord)
+    WHERE (SELECT go FROM guard)
     ORDER BY x.ord
     RETURNING 1
 ),
+{SKIP},
+{RAISE},
 n AS (SELECT pg_notify($16, $17) WHERE EXISTS (SELECT 1 FROM ins))
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)";
-
-/// One claim: pick up to `$5` claimable rows in priority/FIFO order, skipping rows other
-/// claimers hold, lease them, and return them with their dependencies' outputs, in claim order.
-/// The picked rows are locked by this statement, so their `ctid` (the row version's address)
-/// cannot move before the update in the same statement finds them by it.
-const CLAIM: &str = "
-WITH clk AS MATERIALIZED (SELECT sentinel_now_ms($1::int8) AS now),
-picked AS (
-    SELECT t.ctid FROM tasks t
-    WHERE t.state IN ('pending', 'failed') AND t.run_at <= (SELECT now FROM clk)
-      AND ($2::text[] IS NULL OR t.task_type = ANY ($2::text[]))
-      AND ($3::text[] IS NULL OR t.tenant = ANY ($3::text[]))
-      AND (t.required_worker IS NULL OR t.required_worker = $4::text)
-      AND (t.excluded_workers IS NULL OR NOT ($4::text = ANY (t.excluded_workers)))
-      AND (t.same_worker_as IS NULL
-           OR EXISTS (SELECT 1 FROM tasks x WHERE x.id = t.same_worker_as AND x.worker_id = $4::text))
-      AND (t.depends_on IS NULL
-           OR NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t2 ON t2.id = d.dep_id
-                          WHERE d.task_id = t.id AND t2.state <> 'completed'))
-    ORDER BY t.priority DESC, t.seq
-    LIMIT $5::int8
-    FOR UPDATE OF t SKIP LOCKED
-),
-claimed AS (
-    UPDATE tasks u SET state = 'running', worker_id = $4::text, attempt = u.attempt + 1,
-        fence = u.fence + 1, lease_expires_at = clk.now + $6::int8, worker_incarnation = $7::int8,
-        deadline_at = CASE WHEN u.timeout_ms > 0
-                           THEN LEAST(clk.now::numeric + u.timeout_ms, 9223372036854775807)::int8 END,
-        started_at = clk.now, updated_at = clk.now, finished_at = NULL
-    FROM picked, clk
-    WHERE u.ctid = picked.ctid
-    RETURNING u.*
-)
-SELECT c.id, c.tenant, c.task_type, c.priority, c.payload, c.metadata, c.max_retries,
-    c.timeout_ms, c.attempt, c.state, c.worker_id, c.lease_expires_at, c.fence, c.output,
-    c.error, c.created_at, c.updated_at, c.started_at, c.finished_at, c.run_at, c.depends_on,
-    c.required_worker, c.same_worker_as, c.excluded_workers,
-    CASE WHEN c.depends_on IS NOT NULL THEN
-        (SELECT array_agg(d.dep_id ORDER BY d.dep_id) FROM task_deps d WHERE d.task_id = c.id) END,
-    CASE WHEN c.depends_on IS NOT NULL THEN
-        (SELECT array_agg(COALESCE(t2.output, ''::bytea) ORDER BY d.dep_id)
-         FROM task_deps d JOIN tasks t2 ON t2.id = d.dep_id WHERE d.task_id = c.id) END
-FROM claimed c
-ORDER BY c.priority DESC, c.seq";
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n), (SELECT go FROM guard)"
+    )
+}
 
 /// The batch as column arrays for [`INSERT`].
 #[derive(Default)]
@@ -193,14 +171,16 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Runs [`INSERT`]; a duplicate id becomes `Invalid`, as in the SQLite store.
+/// Runs [`insert_sql`]; a duplicate id becomes `Invalid`, as in the SQLite store. `Ok(false)`:
+/// nothing inserted, a tenant of the batch has a submission quota (only if `!checked`).
 async fn insert<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
     stmt: &tokio_postgres::Statement,
     cols: &Columns<'_>,
     now: Option<i64>,
     channel: &str,
-) -> Result<(), OpError> {
+    checked: bool,
+) -> Result<bool, OpError> {
     let r = c
         .query_one(
             stmt,
@@ -222,18 +202,19 @@ async fn insert<C: tokio_postgres::GenericClient + Sync>(
                 &now,
                 &channel,
                 &TASKS_PAYLOAD,
+                &checked,
             ],
         )
         .await
         .map_err(OpError::from);
     match r {
         Err(e) if is_unique_violation(&e) => Err(StoreError::Invalid(format!(
-            "a task id in this batch already exists ({})",
+            "a task id in this batch already exists in its tenant ({})",
             e.into_store()
         ))
         .into()),
         Err(e) => Err(e),
-        Ok(_) => Ok(()),
+        Ok(row) => Ok(row.get(2)),
     }
 }
 
@@ -241,11 +222,11 @@ async fn insert<C: tokio_postgres::GenericClient + Sync>(
 /// in this batch or already stored) and marks dependents of dead or cancelled tasks dead. Stored
 /// dependencies are share-locked until commit, so one cannot die unseen between this check and
 /// the insert (its cascade then runs after our commit and sees the new dependents).
-async fn resolve_dependencies(
+async fn resolve_dependencies<'t>(
     tx: &deadpool_postgres::Transaction<'_>,
-    tasks: &[NewTask],
+    tasks: &'t [NewTask],
     cols: &mut Columns<'_>,
-) -> Result<(Vec<String>, Vec<String>), OpError> {
+) -> Result<(Vec<&'t str>, Vec<String>, Vec<String>), OpError> {
     let mut lookup_tenants: Vec<&str> = Vec::new();
     let mut lookup_ids: Vec<&str> = Vec::new();
     for t in tasks {
@@ -268,6 +249,7 @@ async fn resolve_dependencies(
     for r in &rows {
         known.insert((r.get(0), r.get(1)), parse_state(r.get(2))?);
     }
+    let mut dep_tenant = Vec::new();
     let mut dep_task = Vec::new();
     let mut dep_on = Vec::new();
     for (i, t) in tasks.iter().enumerate() {
@@ -293,11 +275,12 @@ async fn resolve_dependencies(
                 cols.states[i] = TaskState::Dead.as_str();
                 cols.errors[i] = Some(format!("dependency {dep} will never complete"));
             }
+            dep_tenant.push(t.tenant.as_str());
             dep_task.push(id.clone());
             dep_on.push(dep.clone());
         }
     }
-    Ok((dep_task, dep_on))
+    Ok((dep_tenant, dep_task, dep_on))
 }
 
 #[async_trait]
@@ -309,26 +292,38 @@ impl QueueStore for PgStore {
         validate_tasks(tasks)?;
         let cols = Columns::new(tasks)?;
         let with_deps = tasks.iter().any(|t| !t.depends_on.is_empty());
+        let counts = tenants::per_tenant(tasks.iter().map(|t| t.tenant.as_str()));
         let now = self.now_param();
         let channel = self.inner.channel.as_str();
+        let sql = insert_sql();
         let ids = with_conn!(self, |c| {
-            let stmt = c.prepare_cached(INSERT).await?;
-            if !with_deps {
-                // The common case: one statement, one round trip, atomic by itself.
-                insert(&**c, &stmt, &cols, now, channel).await?;
+            let stmt = c.prepare_cached(&sql).await?;
+            // The common case: one statement, one round trip, atomic by itself.
+            if !with_deps && insert(&**c, &stmt, &cols, now, channel, false).await? {
                 return Ok(cols.ids.clone());
             }
             let mut cols = Columns::new(tasks)?;
             let tx = c.transaction().await?;
-            let (dep_task, dep_on) = resolve_dependencies(&tx, tasks, &mut cols).await?;
-            insert(&*tx, &stmt, &cols, now, channel).await?;
-            let deps = tx
-                .prepare_cached(
-                    "INSERT INTO task_deps (task_id, dep_id)
-                     SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-                )
-                .await?;
-            tx.execute(&deps, &[&dep_task, &dep_on]).await?;
+            let mut deps = (Vec::new(), Vec::new(), Vec::new());
+            if with_deps {
+                // Dependencies first (shared row locks), tenant rows after: the lock order
+                // every writer keeps (see `tenants`).
+                deps = resolve_dependencies(&tx, tasks, &mut cols).await?;
+            }
+            if !insert(&*tx, &stmt, &cols, now, channel, false).await? {
+                tenants::check_submission(&tx, &counts, now).await?;
+                insert(&*tx, &stmt, &cols, now, channel, true).await?;
+            }
+            if with_deps {
+                let stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO task_deps (tenant, task_id, dep_id)
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .await?;
+                tx.execute(&stmt, &[&deps.0, &deps.1, &deps.2]).await?;
+            }
             tx.commit().await?;
             Ok(cols.ids)
         })?;
@@ -337,66 +332,18 @@ impl QueueStore for PgStore {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> StoreResult<Vec<Task>> {
-        req.validate()?;
-        if req.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let now = self.now_param();
-        let inc = req.incarnation as i64;
-        let limit = i64::from(req.limit);
-        let lease = ms_param(req.lease_ms);
-        let claimed = with_conn!(self, |c| {
-            let stmt = c.prepare_cached(CLAIM).await?;
-            let tx = c.transaction().await?;
-            // The claim must walk `tasks_ready` in order and stop after `limit` rows. Without
-            // fresh statistics (or with a small backlog) the planner prefers a bitmap scan of
-            // every claimable row plus a sort, which also revisits every dead index entry a
-            // bitmap scan cannot mark dead: cost growing with history, not with the batch.
-            // These settings (sent in the same round trip as the claim) rule that plan out for
-            // this transaction only. (Disabling a plan shape inflates its cost estimate, which
-            // must never push the statement over the JIT threshold: the connections run with
-            // `jit = off`, see `PgStore::open_with`.)
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-                &now,
-                &req.task_types,
-                &req.tenants,
-                &req.worker_id,
-                &limit,
-                &lease,
-                &inc,
-            ];
-            let (_, rows) = tokio::try_join!(
-                tx.batch_execute(
-                    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off"
-                ),
-                tx.query(&stmt, &params),
-            )?;
-            tx.commit().await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let mut task = decode(r)?;
-                let dep_ids: Option<Vec<String>> = r.get(24);
-                let dep_outputs: Option<Vec<Vec<u8>>> = r.get(25);
-                if let (Some(ids), Some(outputs)) = (dep_ids, dep_outputs) {
-                    task.dependency_outputs = ids.into_iter().zip(outputs).collect();
-                }
-                out.push(task);
-            }
-            Ok(out)
-        })?;
-        self.note_claimed(claimed.len());
-        Ok(claimed)
+        claim::claim(self, req).await
     }
 
     async fn renew_lease(
         &self,
-        _tenant: &str,
+        tenant: &str,
         task_id: &str,
         fence: u64,
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>> {
         validate_lease(lease_ms)?;
-        settle::renew_lease(self, task_id, fence, lease_ms).await
+        settle::renew_lease(self, tenant, task_id, fence, lease_ms).await
     }
 
     /// The heartbeat's piggyback, committed like the heartbeat without waiting for the WAL
@@ -540,10 +487,10 @@ impl QueueStore for PgStore {
     }
 
     async fn requeue_worker_tasks(&self, worker_id: &str) -> StoreResult<u64> {
-        settle::requeue_worker_tasks(self, worker_id).await
+        recover::requeue_worker_tasks(self, worker_id).await
     }
 
     async fn reap_expired(&self, policy: &RetryPolicy) -> StoreResult<ReapReport> {
-        settle::reap_expired(self, policy).await
+        recover::reap_expired(self, policy).await
     }
 }

@@ -10,7 +10,7 @@ use sentinel_coord::{RegistryStore, StoreError, StoreResult};
 use tokio_postgres::Row;
 
 use crate::codec::{from_json, ms_param, to_json, u32_col, u64_col};
-use crate::settle::requeue_replaced;
+use crate::recover::requeue_replaced;
 use crate::store::{PgStore, with_conn};
 
 const COLS: &str = "worker_id, hostname, status, registered_at, last_heartbeat, max_tasks, \

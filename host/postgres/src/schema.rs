@@ -14,7 +14,7 @@ use crate::error::map_pg;
 use sentinel_coord::{StoreError, StoreResult};
 
 /// `(version, SQL)`, ascending. Each runs with `search_path` set to the store's schema.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// Incarnations and per-worker failure detection. Rows registered before this step get the
 /// seeds' defaults (30 s heartbeats, 120 s threshold) rather than the detector's floor.
@@ -23,6 +23,55 @@ ALTER TABLE workers ADD COLUMN incarnation bigint NOT NULL DEFAULT 0,
     ADD COLUMN heartbeat_interval_ms bigint NOT NULL DEFAULT 30000,
     ADD COLUMN stale_threshold_ms bigint NOT NULL DEFAULT 120000;
 ALTER TABLE tasks ADD COLUMN worker_incarnation bigint;
+"#;
+
+/// Tenancy. A task's identity becomes `(tenant, id)` (dependencies carry the tenant too);
+/// `tenants` holds each tenant's settings, submit-rate bucket and fair-share virtual time (a row
+/// appears when a tenant first submits, or when its settings are put); claims find the
+/// backlogged tenants by skipping through `tasks_ready_tenant` (one probe per tenant, never a
+/// scan of the backlog) and read each one's head of it, so the global `tasks_ready` goes.
+const V3: &str = r#"
+ALTER TABLE tasks DROP CONSTRAINT tasks_pkey;
+ALTER TABLE tasks ADD PRIMARY KEY (tenant, id);
+DROP INDEX tasks_ready;
+-- Exactly the claimable-state rows, per tenant in claim order.
+CREATE INDEX tasks_ready_tenant ON tasks (tenant, priority DESC, seq)
+    WHERE state IN ('pending', 'failed');
+
+ALTER TABLE task_deps ADD COLUMN tenant text COLLATE "C";
+UPDATE task_deps d SET tenant = t.tenant FROM tasks t WHERE t.id = d.task_id;
+DELETE FROM task_deps WHERE tenant IS NULL;
+ALTER TABLE task_deps ALTER COLUMN tenant SET NOT NULL;
+ALTER TABLE task_deps DROP CONSTRAINT task_deps_pkey;
+ALTER TABLE task_deps ADD PRIMARY KEY (tenant, task_id, dep_id);
+DROP INDEX task_deps_dep;
+CREATE INDEX task_deps_dep ON task_deps (tenant, dep_id);
+
+-- One row per tenant that ever submitted or has settings. `configured`: put_tenant was called
+-- (get_tenant answers None otherwise). Quota columns NULL = unlimited. The bucket is in
+-- milli-tokens as of `tokens_at` (NULL until first used: a full bucket). `vtime`: the
+-- tenant's fair-share virtual time; `last_tag`: the virtual time its latest claimed task was
+-- taken at (the store's virtual clock is the largest of them).
+CREATE TABLE tenants (
+    tenant          text COLLATE "C" PRIMARY KEY,
+    configured      boolean NOT NULL DEFAULT false,
+    weight          integer NOT NULL DEFAULT 1,
+    max_queued      bigint,
+    max_running     bigint,
+    rate_per_second bigint,
+    rate_burst      bigint,
+    memory_keys     bigint,
+    memory_bytes    bigint,
+    tokens_milli    bigint,
+    tokens_at       bigint,
+    vtime           bigint NOT NULL DEFAULT 0,
+    last_tag        bigint
+);
+CREATE INDEX tenants_running_quota ON tenants (tenant) WHERE max_running IS NOT NULL;
+INSERT INTO tenants (tenant) SELECT DISTINCT tenant FROM tasks;
+
+-- Live memory keys per tenant, for the memory quotas and usage.
+CREATE INDEX memory_live ON memory (tenant) WHERE value IS NOT NULL;
 "#;
 
 const V1: &str = r#"
@@ -157,6 +206,12 @@ pub struct ServerInfo {
 
 /// Creates the schema if needed and applies pending migrations, on a connection of its own.
 pub async fn migrate(config: &Config, schema: &str) -> StoreResult<ServerInfo> {
+    migrate_to(config, schema, SCHEMA_VERSION).await
+}
+
+/// [`migrate`], stopping after version `target` (tests build an older store with it, to check
+/// that a newer build opens it and keeps its data).
+pub async fn migrate_to(config: &Config, schema: &str, target: i32) -> StoreResult<ServerInfo> {
     let (mut client, connection) = config.connect(NoTls).await.map_err(|e| map_pg(&e))?;
     let driver = tokio::spawn(connection);
     let result = async {
@@ -190,7 +245,10 @@ pub async fn migrate(config: &Config, schema: &str) -> StoreResult<ServerInfo> {
                 "schema {schema} is at version {current}, newer than this build's {SCHEMA_VERSION}: upgrade Sentinel"
             ))));
         }
-        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        for (version, sql) in MIGRATIONS
+            .iter()
+            .filter(|(v, _)| *v > current && *v <= target)
+        {
             tx.batch_execute(sql).await?;
             tx.execute(
                 "INSERT INTO schema_migrations (version) VALUES ($1)",

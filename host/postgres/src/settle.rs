@@ -1,5 +1,6 @@
-//! Settlement SQL: complete, fail, cancel, retry from the dead-letter queue, lease renewal,
-//! requeue of a lost worker's tasks and the expiry sweep. Every change of a running task is
+//! Settlement SQL: complete, fail, cancel, retry from the dead-letter queue, lease renewal, and
+//! the transitions [`crate::recover`] shares. A task is named by (tenant, id) everywhere;
+//! dependencies never cross tenants. Every change of a running task is
 //! conditioned on `state = 'running' AND fence = <presented>` evaluated on the row's latest
 //! version (PostgreSQL re-checks the condition after waiting for a concurrent writer), which is
 //! what makes completion exactly-once when leases are lost. Decisions that need Rust (retry
@@ -9,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sentinel_coord::model::*;
-use sentinel_coord::{StoreResult, Topic};
+use sentinel_coord::{StoreError, StoreResult, Topic};
 use tokio_postgres::Statement;
 
 use crate::codec::{ms_param, u32_col, u64_col};
@@ -17,22 +18,24 @@ use crate::error::OpError;
 use crate::notify::TASKS_PAYLOAD;
 use crate::queue::parse_state;
 use crate::store::{PgStore, with_conn};
+use crate::tenants::{self, RAISE, SKIP};
 
-type Tx<'a> = deadpool_postgres::Transaction<'a>;
+pub(crate) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 /// Completes one batch of distinct tasks in one statement: settle the rows, add the workers'
 /// stats, and notify claimers if a completed task has dependents (they may now be claimable).
 const COMPLETE: &str = "
 WITH clk AS MATERIALIZED (SELECT sentinel_now_ms($1::int8) AS now),
 input AS (
-    SELECT * FROM unnest($2::text[], $3::int8[], $4::bytea[]) WITH ORDINALITY AS i(id, fence, output, ord)
+    SELECT * FROM unnest($7::text[], $2::text[], $3::int8[], $4::bytea[])
+        WITH ORDINALITY AS i(tenant, id, fence, output, ord)
 ),
 done AS (
     UPDATE tasks t SET state = 'completed', output = i.output, finished_at = clk.now,
         updated_at = clk.now, lease_expires_at = NULL, deadline_at = NULL
     FROM input i, clk
-    WHERE t.id = i.id AND t.state = 'running' AND t.fence = i.fence
-    RETURNING t.id, t.worker_id, GREATEST(clk.now - COALESCE(t.started_at, clk.now), 0) AS dur
+    WHERE t.tenant = i.tenant AND t.id = i.id AND t.state = 'running' AND t.fence = i.fence
+    RETURNING t.tenant, t.id, t.worker_id, GREATEST(clk.now - COALESCE(t.started_at, clk.now), 0) AS dur
 ),
 stats AS (
     UPDATE workers w SET completed = w.completed + s.n,
@@ -43,26 +46,40 @@ stats AS (
 ),
 n AS (
     SELECT pg_notify($5, $6)
-    WHERE EXISTS (SELECT 1 FROM done d JOIN task_deps td ON td.dep_id = d.id)
+    WHERE EXISTS (SELECT 1 FROM done d JOIN task_deps td ON td.tenant = d.tenant AND td.dep_id = d.id)
 )
 SELECT i.ord, d.id IS NOT NULL, (SELECT count(*) FROM n)
-FROM input i LEFT JOIN done d ON d.id = i.id
+FROM input i LEFT JOIN done d ON d.tenant = i.tenant AND d.id = i.id
 ORDER BY i.ord";
 
-/// Why a settlement that needs "running with this fence" did not match, for each id.
+/// A task's identity: (tenant, id).
+pub(crate) type Key = (String, String);
+
+fn key(tenant: &str, id: &str) -> Key {
+    (tenant.to_string(), id.to_string())
+}
+
+/// Why a settlement that needs "running with this fence" did not match, for each key.
 async fn rejections(
     c: &impl tokio_postgres::GenericClient,
-    ids: &[&str],
-) -> Result<HashMap<String, (TaskState, u64)>, OpError> {
+    keys: &[(&str, &str)],
+) -> Result<HashMap<Key, (TaskState, u64)>, OpError> {
+    let tenants: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
     let rows = c
         .query(
-            "SELECT id, state, fence FROM tasks WHERE id = ANY ($1::text[])",
-            &[&ids],
+            "SELECT t.tenant, t.id, t.state, t.fence FROM tasks t
+             JOIN unnest($1::text[], $2::text[]) AS k(tenant, id)
+               ON t.tenant = k.tenant AND t.id = k.id",
+            &[&tenants, &ids],
         )
         .await?;
     let mut out = HashMap::new();
     for r in &rows {
-        out.insert(r.get(0), (parse_state(r.get(1))?, u64_col(r.get(2))));
+        out.insert(
+            (r.get(0), r.get(1)),
+            (parse_state(r.get(2))?, u64_col(r.get(3))),
+        );
     }
     Ok(out)
 }
@@ -75,14 +92,14 @@ fn rejection(current: Option<&(TaskState, u64)>, fence: u64) -> Rejection {
     }
 }
 
-/// Splits a batch into rounds in which every task id occurs once (normally one round), so a
-/// task settled twice in one batch is judged the second time against the first's result, as a
-/// sequential store would.
-fn rounds<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<Vec<usize>> {
-    let mut rounds: Vec<(HashSet<&str>, Vec<usize>)> = Vec::new();
+/// Splits a batch into rounds in which every task (tenant, id) occurs once (normally one
+/// round), so a task settled twice in one batch is judged the second time against the first's
+/// result, as a sequential store would.
+fn rounds<T>(items: &[T], id: impl Fn(&T) -> (&str, &str)) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<(HashSet<(&str, &str)>, Vec<usize>)> = Vec::new();
     for (i, it) in items.iter().enumerate() {
         let key = id(it);
-        match rounds.iter_mut().find(|(seen, _)| !seen.contains(key)) {
+        match rounds.iter_mut().find(|(seen, _)| !seen.contains(&key)) {
             Some((seen, idx)) => {
                 seen.insert(key);
                 idx.push(i);
@@ -93,9 +110,9 @@ fn rounds<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<Vec<usize>> {
     rounds
         .into_iter()
         .map(|(_, mut idx)| {
-            // Id order: concurrent batches then lock their rows in one global order and cannot
+            // Key order: concurrent batches then lock their rows in one global order and cannot
             // deadlock on each other (a deadlock would only cost a retry, after a second).
-            idx.sort_by(|&a, &b| id(&items[a]).cmp(id(&items[b])));
+            idx.sort_by(|&a, &b| id(&items[a]).cmp(&id(&items[b])));
             idx
         })
         .collect()
@@ -109,13 +126,22 @@ async fn complete_round(
     now: Option<i64>,
     channel: &str,
 ) -> Result<(Vec<bool>, bool), OpError> {
+    let tenants: Vec<&str> = items.iter().map(|c| c.tenant.as_str()).collect();
     let ids: Vec<&str> = items.iter().map(|c| c.task_id.as_str()).collect();
     let fences: Vec<i64> = items.iter().map(|c| c.fence as i64).collect();
     let outputs: Vec<&[u8]> = items.iter().map(|c| c.output.as_slice()).collect();
     let rows = c
         .query(
             stmt,
-            &[&now, &ids, &fences, &outputs, &channel, &TASKS_PAYLOAD],
+            &[
+                &now,
+                &ids,
+                &fences,
+                &outputs,
+                &channel,
+                &TASKS_PAYLOAD,
+                &tenants,
+            ],
         )
         .await?;
     let applied = rows.iter().map(|r| r.get::<_, bool>(1)).collect();
@@ -132,7 +158,7 @@ pub(crate) async fn complete(
     }
     let now = store.now_param();
     let channel = store.inner.channel.as_str();
-    let rounds = rounds(completions, |c| c.task_id.as_str());
+    let rounds = rounds(completions, |c| (c.tenant.as_str(), c.task_id.as_str()));
     let (applied, notified, current) = with_conn!(store, |c| {
         let stmt = c.prepare_cached(COMPLETE).await?;
         let mut applied = vec![false; completions.len()];
@@ -145,9 +171,14 @@ pub(crate) async fn complete(
                 applied[i] = a[k];
             }
             notified |= n;
-            let refused: Vec<&str> = (0..completions.len())
+            let refused: Vec<(&str, &str)> = (0..completions.len())
                 .filter(|&i| !applied[i])
-                .map(|i| completions[i].task_id.as_str())
+                .map(|i| {
+                    (
+                        completions[i].tenant.as_str(),
+                        completions[i].task_id.as_str(),
+                    )
+                })
                 .collect();
             let current = if refused.is_empty() {
                 HashMap::new()
@@ -164,9 +195,14 @@ pub(crate) async fn complete(
             }
             notified |= n;
         }
-        let refused: Vec<&str> = (0..completions.len())
+        let refused: Vec<(&str, &str)> = (0..completions.len())
             .filter(|&i| !applied[i])
-            .map(|i| completions[i].task_id.as_str())
+            .map(|i| {
+                (
+                    completions[i].tenant.as_str(),
+                    completions[i].task_id.as_str(),
+                )
+            })
             .collect();
         let current = rejections(&*tx, &refused).await?;
         tx.commit().await?;
@@ -182,16 +218,17 @@ pub(crate) async fn complete(
             if ok {
                 Settlement::Applied(TaskState::Completed)
             } else {
-                Settlement::Rejected(rejection(current.get(&c.task_id), c.fence))
+                Settlement::Rejected(rejection(current.get(&key(&c.tenant, &c.task_id)), c.fence))
             }
         })
         .collect())
 }
 
 /// A decided change of a task's state, written by [`apply`].
-struct Transition {
+pub(crate) struct Transition {
+    tenant: String,
     id: String,
-    state: TaskState,
+    pub(crate) state: TaskState,
     error: String,
     /// Set for pending/failed (when it may run again); dead keeps its run_at.
     run_at: Option<i64>,
@@ -199,10 +236,15 @@ struct Transition {
 
 /// Writes transitions in one statement, then fails every waiting dependent of a task that went
 /// dead. Leases and deadlines end; a dead task is finished.
-async fn apply(tx: &Tx<'_>, now: i64, transitions: &[Transition]) -> Result<(), OpError> {
+pub(crate) async fn apply(
+    tx: &Tx<'_>,
+    now: i64,
+    transitions: &[Transition],
+) -> Result<(), OpError> {
     if transitions.is_empty() {
         return Ok(());
     }
+    let tenants: Vec<&str> = transitions.iter().map(|t| t.tenant.as_str()).collect();
     let ids: Vec<&str> = transitions.iter().map(|t| t.id.as_str()).collect();
     let states: Vec<&str> = transitions.iter().map(|t| t.state.as_str()).collect();
     let errors: Vec<&str> = transitions.iter().map(|t| t.error.as_str()).collect();
@@ -213,50 +255,58 @@ async fn apply(tx: &Tx<'_>, now: i64, transitions: &[Transition]) -> Result<(), 
                run_at = COALESCE(x.run_at, t.run_at),
                finished_at = CASE WHEN x.state = 'dead' THEN $5::int8 ELSE t.finished_at END,
                updated_at = $5::int8, lease_expires_at = NULL, deadline_at = NULL
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS x(id, state, error, run_at)
-             WHERE t.id = x.id",
+             FROM unnest($6::text[], $1::text[], $2::text[], $3::text[], $4::int8[])
+                  AS x(tenant, id, state, error, run_at)
+             WHERE t.tenant = x.tenant AND t.id = x.id",
         )
         .await?;
-    tx.execute(&stmt, &[&ids, &states, &errors, &run_at, &now])
+    tx.execute(&stmt, &[&ids, &states, &errors, &run_at, &now, &tenants])
         .await?;
-    let dead: Vec<&str> = transitions
+    let dead: Vec<(&str, &str)> = transitions
         .iter()
         .filter(|t| t.state == TaskState::Dead)
-        .map(|t| t.id.as_str())
+        .map(|t| (t.tenant.as_str(), t.id.as_str()))
         .collect();
     cascade_dead(tx, now, &dead).await
 }
 
-/// Moves every pending/failed task that (transitively) depends on one of `roots` to dead: it
-/// can never run, and waiting for it would hide the failure. The reason names the dependency
-/// through which the failure reached it.
-async fn cascade_dead(tx: &Tx<'_>, now: i64, roots: &[&str]) -> Result<(), OpError> {
+/// Moves every pending/failed task that (transitively) depends on one of `roots` (tenant, id)
+/// to dead: it can never run, and waiting for it would hide the failure. The reason names the
+/// dependency through which the failure reached it. Dependencies never cross tenants.
+async fn cascade_dead(tx: &Tx<'_>, now: i64, roots: &[(&str, &str)]) -> Result<(), OpError> {
     if roots.is_empty() {
         return Ok(());
     }
+    let tenants: Vec<&str> = roots.iter().map(|r| r.0).collect();
+    let ids: Vec<&str> = roots.iter().map(|r| r.1).collect();
     let stmt = tx
         .prepare_cached(
-            "WITH RECURSIVE doomed(id, dep) AS (
-                 SELECT d.task_id, d.dep_id FROM task_deps d JOIN tasks t ON t.id = d.task_id
-                 WHERE d.dep_id = ANY ($1::text[]) AND t.state IN ('pending', 'failed')
+            "WITH RECURSIVE doomed(tenant, id, dep) AS (
+                 SELECT d.tenant, d.task_id, d.dep_id
+                 FROM unnest($3::text[], $1::text[]) AS r(tenant, id)
+                 JOIN task_deps d ON d.tenant = r.tenant AND d.dep_id = r.id
+                 JOIN tasks t ON t.tenant = d.tenant AND t.id = d.task_id
+                 WHERE t.state IN ('pending', 'failed')
                UNION
-                 SELECT d.task_id, d.dep_id FROM doomed x
-                 JOIN task_deps d ON d.dep_id = x.id JOIN tasks t ON t.id = d.task_id
+                 SELECT d.tenant, d.task_id, d.dep_id FROM doomed x
+                 JOIN task_deps d ON d.tenant = x.tenant AND d.dep_id = x.id
+                 JOIN tasks t ON t.tenant = d.tenant AND t.id = d.task_id
                  WHERE t.state IN ('pending', 'failed')
              )
              UPDATE tasks t SET state = 'dead',
                error = 'dependency ' || x.dep || ' will never complete',
                finished_at = $2::int8, updated_at = $2::int8
-             FROM (SELECT DISTINCT ON (id) id, dep FROM doomed ORDER BY id, dep) x
-             WHERE t.id = x.id AND t.state IN ('pending', 'failed')",
+             FROM (SELECT DISTINCT ON (tenant, id) tenant, id, dep FROM doomed
+                   ORDER BY tenant, id, dep) x
+             WHERE t.tenant = x.tenant AND t.id = x.id AND t.state IN ('pending', 'failed')",
         )
         .await?;
-    tx.execute(&stmt, &[&roots, &now]).await?;
+    tx.execute(&stmt, &[&ids, &now, &tenants]).await?;
     Ok(())
 }
 
 /// Adds outcomes to worker stats, one row per worker.
-async fn add_outcomes(
+pub(crate) async fn add_outcomes(
     tx: &Tx<'_>,
     per_worker: HashMap<String, (i64, i64, i64)>,
 ) -> Result<(), OpError> {
@@ -283,7 +333,7 @@ async fn add_outcomes(
     Ok(())
 }
 
-async fn notify_tasks(tx: &Tx<'_>, channel: &str) -> Result<(), OpError> {
+pub(crate) async fn notify_tasks(tx: &Tx<'_>, channel: &str) -> Result<(), OpError> {
     let stmt = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
     tx.execute(&stmt, &[&channel, &TASKS_PAYLOAD]).await?;
     Ok(())
@@ -291,9 +341,9 @@ async fn notify_tasks(tx: &Tx<'_>, channel: &str) -> Result<(), OpError> {
 
 /// The failure path shared by explicit failures and deadlines: retry with backoff while
 /// attempts remain, else dead-letter.
-fn failure_transition(
+pub(crate) fn failure_transition(
     now: i64,
-    id: &str,
+    (tenant, id): (&str, &str),
     attempt: u32,
     max_retries: u32,
     error: &str,
@@ -302,6 +352,7 @@ fn failure_transition(
 ) -> Transition {
     if retryable && attempt <= max_retries {
         Transition {
+            tenant: tenant.to_string(),
             id: id.to_string(),
             state: TaskState::Failed,
             error: error.to_string(),
@@ -309,6 +360,7 @@ fn failure_transition(
         }
     } else {
         Transition {
+            tenant: tenant.to_string(),
             id: id.to_string(),
             state: TaskState::Dead,
             error: if retryable {
@@ -323,9 +375,16 @@ fn failure_transition(
 
 /// The lost-worker path: runnable again at once, unless all attempts are used up (a task that
 /// kills its workers must not loop forever).
-fn lost_transition(now: i64, id: &str, attempt: u32, max_retries: u32, reason: &str) -> Transition {
+pub(crate) fn lost_transition(
+    now: i64,
+    (tenant, id): (&str, &str),
+    attempt: u32,
+    max_retries: u32,
+    reason: &str,
+) -> Transition {
     if attempt > max_retries {
         Transition {
+            tenant: tenant.to_string(),
             id: id.to_string(),
             state: TaskState::Dead,
             error: format!("{reason} (gave up after {attempt} attempts)"),
@@ -333,6 +392,7 @@ fn lost_transition(now: i64, id: &str, attempt: u32, max_retries: u32, reason: &
         }
     } else {
         Transition {
+            tenant: tenant.to_string(),
             id: id.to_string(),
             state: TaskState::Pending,
             error: reason.to_string(),
@@ -360,36 +420,39 @@ pub(crate) async fn fail(
         return Ok(Vec::new());
     }
     let now_p = store.now_param();
+    let tenants: Vec<&str> = failures.iter().map(|f| f.tenant.as_str()).collect();
     let ids: Vec<&str> = failures.iter().map(|f| f.task_id.as_str()).collect();
     with_conn!(store, |c| {
         let tx = c.transaction().await?;
         let stmt = tx
             .prepare_cached(
-                "SELECT id, state, fence, attempt, max_retries, worker_id, started_at,
-                        sentinel_now_ms($2::int8)
-                 FROM tasks WHERE id = ANY ($1::text[]) ORDER BY id FOR UPDATE",
+                "SELECT t.tenant, t.id, t.state, t.fence, t.attempt, t.max_retries, t.worker_id,
+                        t.started_at, sentinel_now_ms($2::int8)
+                 FROM tasks t
+                 WHERE (t.tenant, t.id) IN (SELECT * FROM unnest($3::text[], $1::text[]))
+                 ORDER BY t.tenant, t.id FOR UPDATE OF t",
             )
             .await?;
-        let rows = tx.query(&stmt, &[&ids, &now_p]).await?;
+        let rows = tx.query(&stmt, &[&ids, &now_p, &tenants]).await?;
         let now = match (now_p, rows.first()) {
             (Some(n), _) => n,
-            (None, Some(r)) => r.get(7),
+            (None, Some(r)) => r.get(8),
             // Nothing to settle: every failure is for an unknown task.
             (None, None) => 0,
         };
         // Updated as we go, so a task failed twice in one batch is judged against the first
         // failure's result.
-        let mut rows_by_id: HashMap<String, Locked> = HashMap::new();
+        let mut rows_by_id: HashMap<Key, Locked> = HashMap::new();
         for r in &rows {
             rows_by_id.insert(
-                r.get(0),
+                (r.get(0), r.get(1)),
                 Locked {
-                    state: parse_state(r.get(1))?,
-                    fence: u64_col(r.get(2)),
-                    attempt: u32_col(r.get(3)),
-                    max_retries: u32_col(r.get(4)),
-                    worker: r.get(5),
-                    started_at: r.get(6),
+                    state: parse_state(r.get(2))?,
+                    fence: u64_col(r.get(3)),
+                    attempt: u32_col(r.get(4)),
+                    max_retries: u32_col(r.get(5)),
+                    worker: r.get(6),
+                    started_at: r.get(7),
                 },
             );
         }
@@ -397,7 +460,7 @@ pub(crate) async fn fail(
         let mut transitions: Vec<Transition> = Vec::new();
         let mut per_worker: HashMap<String, (i64, i64, i64)> = HashMap::new();
         for f in failures {
-            let Some(row) = rows_by_id.get_mut(&f.task_id) else {
+            let Some(row) = rows_by_id.get_mut(&key(&f.tenant, &f.task_id)) else {
                 out.push(Settlement::Rejected(Rejection::NotFound));
                 continue;
             };
@@ -413,7 +476,7 @@ pub(crate) async fn fail(
             }
             let t = failure_transition(
                 now,
-                &f.task_id,
+                (&f.tenant, &f.task_id),
                 row.attempt,
                 row.max_retries,
                 &f.error,
@@ -452,37 +515,68 @@ pub(crate) async fn cancel(store: &PgStore, tenant: &str, task_id: &str) -> Stor
         let Some(row) = tx.query_opt(&stmt, &[&task_id, &tenant, &now_p]).await? else {
             return Ok(false);
         };
-        cascade_dead(&tx, row.get(0), &[task_id]).await?;
+        cascade_dead(&tx, row.get(0), &[(tenant, task_id)]).await?;
         tx.commit().await?;
         Ok(true)
     })
 }
 
+/// Revives a dead task (see [`retry_dead`]); raises the tenant's virtual time if it had no
+/// queued task.
+fn retry_dead_sql() -> String {
+    format!(
+        "WITH RECURSIVE clk AS MATERIALIZED (SELECT sentinel_now_ms($3::int8) AS now),
+         was AS MATERIALIZED (
+             SELECT NOT EXISTS (SELECT 1 FROM tasks t
+                                WHERE t.tenant = $2 AND t.state IN ('pending', 'failed')) AS idle
+         ),
+         revived AS (
+             UPDATE tasks SET state = 'pending', attempt = 0, error = NULL,
+               run_at = clk.now, updated_at = clk.now, finished_at = NULL
+             FROM clk
+             WHERE id = $1 AND tenant = $2 AND state = 'dead'
+               AND NOT EXISTS (SELECT 1 FROM task_deps d
+                               JOIN tasks t2 ON t2.tenant = d.tenant AND t2.id = d.dep_id
+                               WHERE d.tenant = $2 AND d.task_id = $1
+                                 AND t2.state IN ('dead', 'cancelled'))
+             RETURNING tenant
+         ),
+         idle AS MATERIALIZED (SELECT r.tenant FROM revived r WHERE (SELECT idle FROM was)),
+         {SKIP},
+         {RAISE},
+         n AS (SELECT pg_notify($4, $5) WHERE EXISTS (SELECT 1 FROM revived))
+         SELECT (SELECT count(*) FROM revived), (SELECT count(*) FROM n)"
+    )
+}
+
 pub(crate) async fn retry_dead(store: &PgStore, tenant: &str, task_id: &str) -> StoreResult<bool> {
     let now = store.now_param();
     let channel = store.inner.channel.as_str();
+    let sql = retry_dead_sql();
     let revived = with_conn!(store, |c| {
         // A task whose dependency is itself dead would sit pending forever: retry the
         // dependency first.
-        let stmt = c
-            .prepare_cached(
-                "WITH revived AS (
-                     UPDATE tasks SET state = 'pending', attempt = 0, error = NULL,
-                       run_at = clk.now, updated_at = clk.now, finished_at = NULL
-                     FROM (SELECT sentinel_now_ms($3::int8) AS now) clk
-                     WHERE id = $1 AND tenant = $2 AND state = 'dead'
-                       AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t2 ON t2.id = d.dep_id
-                                       WHERE d.task_id = $1 AND t2.state IN ('dead', 'cancelled'))
-                     RETURNING 1
-                 ),
-                 n AS (SELECT pg_notify($4, $5) WHERE EXISTS (SELECT 1 FROM revived))
-                 SELECT (SELECT count(*) FROM revived), (SELECT count(*) FROM n)",
-            )
-            .await?;
-        let row = c
+        let stmt = c.prepare_cached(&sql).await?;
+        let tx = c.transaction().await?;
+        let quota = tenants::lock_queued_quota(&tx, tenant).await?;
+        let row = tx
             .query_one(&stmt, &[&task_id, &tenant, &now, &channel, &TASKS_PAYLOAD])
             .await?;
-        Ok(row.get::<_, i64>(0) > 0)
+        let revived = row.get::<_, i64>(0) > 0;
+        if let Some(max) = quota.filter(|_| revived)
+            && tenants::queued_over(&tx, tenant, max).await?
+        {
+            // Dropping the transaction rolls the revival back.
+            return Err(StoreError::Quota(QuotaExceeded {
+                tenant: tenant.to_string(),
+                quota: Quota::QueuedTasks,
+                limit: max,
+                retry_after_ms: None,
+            })
+            .into());
+        }
+        tx.commit().await?;
+        Ok(revived)
     })?;
     if revived {
         store.wake_local(Topic::Tasks);
@@ -492,6 +586,7 @@ pub(crate) async fn retry_dead(store: &PgStore, tenant: &str, task_id: &str) -> 
 
 pub(crate) async fn renew_lease(
     store: &PgStore,
+    tenant: &str,
     task_id: &str,
     fence: u64,
     lease_ms: u64,
@@ -504,169 +599,19 @@ pub(crate) async fn renew_lease(
             .prepare_cached(
                 "UPDATE tasks SET lease_expires_at = clk.now + $3::int8, updated_at = clk.now
                  FROM (SELECT sentinel_now_ms($4::int8) AS now) clk
-                 WHERE id = $1 AND state = 'running' AND fence = $2
+                 WHERE tenant = $5 AND id = $1 AND state = 'running' AND fence = $2
                  RETURNING lease_expires_at",
             )
             .await?;
-        if let Some(r) = c.query_opt(&stmt, &[&task_id, &f, &lease, &now]).await? {
+        if let Some(r) = c
+            .query_opt(&stmt, &[&task_id, &f, &lease, &now, &tenant])
+            .await?
+        {
             return Ok(Ok(r.get(0)));
         }
-        let current = rejections(&**c, &[task_id]).await?;
-        Ok(Err(rejection(current.get(task_id), fence)))
+        let current = rejections(&**c, &[(tenant, task_id)]).await?;
+        Ok(Err(rejection(current.get(&key(tenant, task_id)), fence)))
     })
-}
-
-/// Inside the caller's transaction: requeues (dead if out of attempts) every task of
-/// `worker_id` still running under an incarnation other than `incarnation` (that process was
-/// replaced by a new start under the same name, so its runs are lost) and notifies claimers.
-/// Returns how many.
-pub(crate) async fn requeue_replaced(
-    tx: &Tx<'_>,
-    now: i64,
-    channel: &str,
-    worker_id: &str,
-    incarnation: u64,
-) -> Result<u64, OpError> {
-    let stmt = tx
-        .prepare_cached(
-            "SELECT id, attempt, max_retries, COALESCE(worker_incarnation, 0) FROM tasks
-             WHERE worker_id = $1 AND state = 'running' AND COALESCE(worker_incarnation, 0) <> $2
-             ORDER BY id FOR UPDATE",
-        )
-        .await?;
-    let rows = tx
-        .query(&stmt, &[&worker_id, &(incarnation as i64)])
-        .await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let transitions: Vec<Transition> = rows
-        .iter()
-        .map(|r| {
-            let old = r.get::<_, i64>(3) as u64;
-            let reason = format!(
-                "worker {worker_id} restarted (incarnation {old} replaced by {incarnation}); the task's run was lost"
-            );
-            lost_transition(now, r.get(0), u32_col(r.get(1)), u32_col(r.get(2)), &reason)
-        })
-        .collect();
-    apply(tx, now, &transitions).await?;
-    notify_tasks(tx, channel).await?;
-    Ok(rows.len() as u64)
-}
-
-pub(crate) async fn requeue_worker_tasks(store: &PgStore, worker_id: &str) -> StoreResult<u64> {
-    let now_p = store.now_param();
-    let channel = store.inner.channel.as_str();
-    let n = with_conn!(store, |c| {
-        let tx = c.transaction().await?;
-        let stmt = tx
-            .prepare_cached(
-                "SELECT id, attempt, max_retries, sentinel_now_ms($2::int8) FROM tasks
-                 WHERE worker_id = $1 AND state = 'running' ORDER BY id FOR UPDATE",
-            )
-            .await?;
-        let rows = tx.query(&stmt, &[&worker_id, &now_p]).await?;
-        if rows.is_empty() {
-            return Ok(0u64);
-        }
-        let now: i64 = rows[0].get(3);
-        let reason = format!("worker {worker_id} lost");
-        let transitions: Vec<Transition> = rows
-            .iter()
-            .map(|r| lost_transition(now, r.get(0), u32_col(r.get(1)), u32_col(r.get(2)), &reason))
-            .collect();
-        apply(&tx, now, &transitions).await?;
-        notify_tasks(&tx, channel).await?;
-        tx.commit().await?;
-        Ok(rows.len() as u64)
-    })?;
-    if n > 0 {
-        store.wake_local(Topic::Tasks);
-    }
-    Ok(n)
-}
-
-pub(crate) async fn reap_expired(store: &PgStore, policy: &RetryPolicy) -> StoreResult<ReapReport> {
-    let now_p = store.now_param();
-    let channel = store.inner.channel.as_str();
-    let report = with_conn!(store, |c| {
-        let tx = c.transaction().await?;
-        // SKIP LOCKED: a row locked now is being settled by its worker; if its lease is still
-        // expired afterwards, the next sweep takes it.
-        let stmt = tx
-            .prepare_cached(
-                "SELECT t.id, t.attempt, t.max_retries, t.deadline_at, t.worker_id, t.started_at,
-                        t.timeout_ms, clk.now
-                 FROM tasks t, (SELECT sentinel_now_ms($1::int8) AS now) clk
-                 WHERE t.state = 'running'
-                   AND (t.lease_expires_at <= clk.now OR t.deadline_at <= clk.now)
-                 ORDER BY t.id
-                 FOR UPDATE OF t SKIP LOCKED",
-            )
-            .await?;
-        let rows = tx.query(&stmt, &[&now_p]).await?;
-        let mut report = ReapReport::default();
-        if rows.is_empty() {
-            return Ok(report);
-        }
-        let now: i64 = rows[0].get(7);
-        let mut transitions = Vec::with_capacity(rows.len());
-        let mut per_worker: HashMap<String, (i64, i64, i64)> = HashMap::new();
-        for r in &rows {
-            let id: &str = r.get(0);
-            let (attempt, max_retries) = (u32_col(r.get(1)), u32_col(r.get(2)));
-            let deadline: Option<i64> = r.get(3);
-            let worker: Option<String> = r.get(4);
-            let started: Option<i64> = r.get(5);
-            let timeout: i64 = r.get(6);
-            // A passed deadline is the task's fault (it ran too long); an expired lease alone
-            // means its worker stopped renewing, i.e. is presumed dead.
-            let t = if deadline.is_some_and(|d| d <= now) {
-                if let Some(w) = &worker {
-                    let e = per_worker.entry(w.clone()).or_default();
-                    e.1 += 1;
-                    e.2 =
-                        e.2.saturating_add(now.saturating_sub(started.unwrap_or(now)).max(0));
-                }
-                failure_transition(
-                    now,
-                    id,
-                    attempt,
-                    max_retries,
-                    &format!("timed out after {timeout} ms"),
-                    true,
-                    policy,
-                )
-            } else {
-                let who = worker.as_deref().unwrap_or("?");
-                lost_transition(
-                    now,
-                    id,
-                    attempt,
-                    max_retries,
-                    &format!("lease of worker {who} expired"),
-                )
-            };
-            match t.state {
-                TaskState::Pending => report.requeued += 1,
-                TaskState::Failed => report.retrying += 1,
-                _ => report.dead += 1,
-            }
-            transitions.push(t);
-        }
-        apply(&tx, now, &transitions).await?;
-        add_outcomes(&tx, per_worker).await?;
-        if report.requeued > 0 {
-            notify_tasks(&tx, channel).await?;
-        }
-        tx.commit().await?;
-        Ok(report)
-    })?;
-    if report.requeued > 0 {
-        store.wake_local(Topic::Tasks);
-    }
-    Ok(report)
 }
 
 #[cfg(test)]
@@ -676,8 +621,15 @@ mod tests {
     #[test]
     fn repeated_ids_go_to_later_rounds_and_each_round_is_in_id_order() {
         let ids = ["b", "a", "b", "c", "b", "a"];
-        let r = rounds(&ids, |s| s);
+        let r = rounds(&ids, |s| ("t", s));
         assert_eq!(r, vec![vec![1, 0, 3], vec![5, 2], vec![4]]);
-        assert_eq!(rounds(&["x"], |s| s), vec![vec![0]]);
+        assert_eq!(rounds(&["x"], |s| ("t", s)), vec![vec![0]]);
+    }
+
+    #[test]
+    fn the_same_id_in_two_tenants_is_two_tasks() {
+        let keys = [("b", "x"), ("a", "x"), ("a", "x")];
+        let r = rounds(&keys, |k| *k);
+        assert_eq!(r, vec![vec![1, 0], vec![2]]);
     }
 }

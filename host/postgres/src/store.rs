@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use sentinel_coord::model::{TenantSettings, TenantUsage};
-use sentinel_coord::{Clock, Store, StoreError, StoreResult, TenantStore, Topic};
+use sentinel_coord::{Clock, Store, StoreError, StoreResult, Topic};
 use tokio::sync::{OnceCell, watch};
 use tokio_postgres::NoTls;
 
@@ -224,7 +223,7 @@ impl PgStore {
     }
 
     /// Counts claimed rows and, on a server without autovacuum, vacuums the store's tables in
-    /// the background every [`SELF_VACUUM_ROWS`]. Each claim turns a `tasks_ready` entry into a
+    /// the background every [`SELF_VACUUM_ROWS`]. Each claim turns a `tasks_ready_tenant` entry into a
     /// dead one at the head of the index, which every later claim walks past until a vacuum
     /// removes it: unvacuumed, the cost of a claim grows with the number of tasks ever run.
     pub(crate) fn note_claimed(&self, rows: usize) {
@@ -246,7 +245,7 @@ impl PgStore {
             let result = async {
                 let c = store.client().await?;
                 c.batch_execute(
-                    "VACUUM (SKIP_LOCKED, ANALYZE) tasks, task_deps, locks, memory, memory_changes",
+                    "VACUUM (SKIP_LOCKED, ANALYZE) tasks, task_deps, tenants, locks, memory, memory_changes",
                 )
                 .await?;
                 Ok::<_, OpError>(())
@@ -361,19 +360,6 @@ fn validate_schema(schema: &str) -> StoreResult<()> {
 
 fn channel_name(schema: &str) -> String {
     format!("sentinel_wake_{schema}")
-}
-
-#[async_trait]
-impl TenantStore for PgStore {
-    async fn put_tenant(&self, _settings: &TenantSettings) -> StoreResult<()> {
-        Err(StoreError::Backend("tenancy: not yet implemented".into()))
-    }
-    async fn get_tenant(&self, _tenant: &str) -> StoreResult<Option<TenantSettings>> {
-        Err(StoreError::Backend("tenancy: not yet implemented".into()))
-    }
-    async fn tenant_usage(&self, _tenant: &str) -> StoreResult<TenantUsage> {
-        Err(StoreError::Backend("tenancy: not yet implemented".into()))
-    }
 }
 
 #[async_trait]

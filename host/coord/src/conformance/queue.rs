@@ -621,7 +621,11 @@ pub async fn stats_count_by_state_and_results_are_kept(f: &dyn StoreFactory) {
     s.enqueue(&[NewTask::new("t", "x").with_tenant("acme")])
         .await
         .unwrap();
-    let got = claim(&s, "w", 4).await;
+    let only_default = ClaimRequest {
+        tenants: Some(vec![DEFAULT_TENANT.into()]),
+        ..claim_req("w", 4)
+    };
+    let got = s.claim(&only_default).await.unwrap();
     s.complete(&[done(&got[0], b"result-0")]).await.unwrap();
     s.fail(&[failure(&got[1], true)], &no_jitter())
         .await

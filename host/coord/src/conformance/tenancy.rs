@@ -153,7 +153,8 @@ pub async fn the_same_task_id_lives_in_two_tenants(f: &dyn StoreFactory) {
     );
 
     // Failures are scoped the same way: both run with fence 1, only A's fails.
-    s.enqueue(&[task("A", "job-2"), task("B", "job-2")])
+    // (B's job-2 outranks its still pending job-1.)
+    s.enqueue(&[task("A", "job-2"), task("B", "job-2").with_priority(1)])
         .await
         .unwrap();
     let ta = claim_in(&s, "w", "A").await.unwrap();

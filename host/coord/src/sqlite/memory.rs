@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::codec::{from_json, next_counter, to_json, u64_col};
+use super::tenants::{self, Previous, entry_bytes};
 use super::{SqliteStore, map_err};
 use crate::error::StoreError;
 use crate::model::*;
@@ -149,6 +150,15 @@ impl MemoryStore for SqliteStore {
                         writer: c.writer.clone(),
                     });
                 }
+                let prev = Previous {
+                    counted_bytes: cur
+                        .as_ref()
+                        .and_then(|c| c.value.as_deref())
+                        .map(|v| entry_bytes(&w.namespace, &w.key, v)),
+                    live: cur.as_ref().is_some_and(|c| c.is_live(now)),
+                };
+                let new_bytes = entry_bytes(&w.namespace, &w.key, &value);
+                tenants::account_memory_write(tx, now, &w.tenant, &prev, new_bytes)?;
                 let version = next_version(cur.as_ref().map_or(0, |c| c.version));
                 let expires_at = w.ttl_ms.map(|t| expiry(now, t));
                 tx.prepare_cached(
@@ -237,6 +247,8 @@ impl MemoryStore for SqliteStore {
                 let Some(cur) = fetch(tx, &t, &n, &k)?.filter(|c| c.is_live(now)) else {
                     return Ok(false);
                 };
+                let bytes = cur.value.as_deref().map_or(0, |v| entry_bytes(&n, &k, v));
+                tenants::adjust_memory(tx, &t, -1, -(bytes as i64))?;
                 let version = next_version(cur.version);
                 tx.prepare_cached(
                     "UPDATE memory SET value = NULL, version = ?4, ts = ?5, writer = ?6, expires_at = NULL
@@ -386,15 +398,16 @@ impl MemoryStore for SqliteStore {
             .write(|tx, now| {
                 // Each row decoded on its own: one that cannot be is skipped and logged, never
                 // fails the sweep for every other tenant.
-                let rows: Vec<rusqlite::Result<(String, String, String, u64)>> = {
+                let rows: Vec<rusqlite::Result<(String, String, String, u64, i64)>> = {
                     let mut stmt = tx
                         .prepare_cached(
-                            "SELECT tenant, namespace, key, CAST(version AS INTEGER) FROM memory
+                            "SELECT tenant, namespace, key, CAST(version AS INTEGER),
+                                    length(CAST(value AS BLOB)) FROM memory
                              WHERE expires_at IS NOT NULL AND value IS NOT NULL AND expires_at <= ?1",
                         )
                         .map_err(map_err)?;
                     stmt.query_map([now], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, u64_col(r.get(3)?)))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, u64_col(r.get(3)?), r.get(4)?))
                     })
                     .map_err(map_err)?
                     .collect()
@@ -406,7 +419,11 @@ impl MemoryStore for SqliteStore {
                         Err(e) => tracing::warn!(error = %e, "memory purge skipped an undecodable entry"),
                     }
                 }
-                for (t, n, k, v) in &expired {
+                let mut freed: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+                for (t, n, k, v, len) in &expired {
+                    let f = freed.entry(t.as_str()).or_default();
+                    f.0 += 1;
+                    f.1 += (n.len() + k.len()) as i64 + len;
                     tx.prepare_cached(
                         "UPDATE memory SET value = NULL, version = ?4, ts = ?5, writer = '', expires_at = NULL
                          WHERE tenant = ?1 AND namespace = ?2 AND key = ?3",
@@ -414,6 +431,9 @@ impl MemoryStore for SqliteStore {
                     .and_then(|mut s| s.execute(params![t, n, k, next_version(*v) as i64, now]))
                     .map_err(map_err)?;
                     log_change(tx, now, t, n, k, ChangeKind::Expire, None, next_version(*v), now, "")?;
+                }
+                for (t, (keys, bytes)) in freed {
+                    tenants::adjust_memory(tx, t, -keys, -bytes)?;
                 }
                 Ok(expired.len() as u64)
             })

@@ -4,12 +4,14 @@
 //! pool. All blocking work runs on tokio's blocking pool. This module owns connections and
 //! notifications only; each area's SQL lives in its own file.
 
+mod claim;
 mod codec;
 mod locks;
 mod memory;
 mod queue;
 mod registry;
 mod schema;
+mod tasks;
 mod tenants;
 
 use std::path::{Path, PathBuf};

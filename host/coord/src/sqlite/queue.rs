@@ -3,301 +3,19 @@
 //! completion or failure must present the current one while the task is still running: that is
 //! what makes completion exactly-once when leases are lost.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, params};
 
-use super::codec::{from_json, i64_param, json_list, to_json, u64_col};
+use super::codec::{i64_param, json_list, to_json, u64_col};
 use super::registry::add_outcomes;
+use super::tasks::*;
+use super::tenants;
 use super::{SqliteStore, map_err};
 use crate::error::StoreError;
 use crate::model::*;
 use crate::store::{QueueStore, StoreResult, Topic};
-
-const COLS: &str = "id, tenant, task_type, priority, payload, metadata, max_retries, timeout_ms, \
-     attempt, state, worker_id, lease_expires_at, fence, output, error, created_at, updated_at, \
-     started_at, finished_at, run_at, depends_on, required_worker, same_worker_as, excluded_workers";
-
-struct Raw {
-    task: Task,
-    metadata: String,
-    state: String,
-    depends_on: Option<String>,
-    excluded: Option<String>,
-}
-
-fn row_to_raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
-    Ok(Raw {
-        task: Task {
-            id: r.get(0)?,
-            tenant: r.get(1)?,
-            task_type: r.get(2)?,
-            priority: r.get(3)?,
-            payload: r.get(4)?,
-            metadata: BTreeMap::new(),
-            max_retries: r.get(6)?,
-            timeout_ms: u64_col(r.get(7)?),
-            attempt: r.get(8)?,
-            state: TaskState::Pending,
-            worker_id: r.get(10)?,
-            lease_expires_at: r.get(11)?,
-            fence: u64_col(r.get(12)?),
-            output: r.get(13)?,
-            error: r.get(14)?,
-            created_at: r.get(15)?,
-            updated_at: r.get(16)?,
-            started_at: r.get(17)?,
-            finished_at: r.get(18)?,
-            run_at: r.get(19)?,
-            depends_on: Vec::new(),
-            affinity: Affinity {
-                required_worker: r.get(21)?,
-                same_worker_as: r.get(22)?,
-                excluded_workers: Vec::new(),
-            },
-            dependency_outputs: BTreeMap::new(),
-        },
-        metadata: r.get(5)?,
-        state: r.get(9)?,
-        depends_on: r.get(20)?,
-        excluded: r.get(23)?,
-    })
-}
-
-fn decode(raw: Raw) -> Result<Task, StoreError> {
-    let mut t = raw.task;
-    t.state = parse_state(&raw.state)?;
-    t.metadata = from_json(&raw.metadata)?;
-    if let Some(d) = raw.depends_on {
-        t.depends_on = from_json(&d)?;
-    }
-    if let Some(x) = raw.excluded {
-        t.affinity.excluded_workers = from_json(&x)?;
-    }
-    Ok(t)
-}
-
-fn parse_state(s: &str) -> Result<TaskState, StoreError> {
-    TaskState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown task state {s}")))
-}
-
-fn exec(tx: &Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> Result<usize, StoreError> {
-    tx.prepare_cached(sql)
-        .and_then(|mut s| s.execute(p))
-        .map_err(map_err)
-}
-
-fn state_and_fence(
-    tx: &Transaction<'_>,
-    tenant: &str,
-    id: &str,
-) -> Result<Option<(TaskState, u64)>, StoreError> {
-    let row: Option<(String, i64)> = tx
-        .prepare_cached("SELECT state, fence FROM tasks WHERE tenant = ?1 AND id = ?2")
-        .and_then(|mut s| {
-            s.query_row([tenant, id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(map_err)?;
-    row.map(|(s, f)| Ok((parse_state(&s)?, u64_col(f))))
-        .transpose()
-}
-
-/// Why an operation that needs "running with this fence" did not match.
-fn rejection(
-    tx: &Transaction<'_>,
-    tenant: &str,
-    id: &str,
-    fence: u64,
-) -> Result<Rejection, StoreError> {
-    Ok(match state_and_fence(tx, tenant, id)? {
-        None => Rejection::NotFound,
-        Some((TaskState::Running, current)) if current != fence => {
-            Rejection::StaleFence { current }
-        }
-        Some((state, _)) => Rejection::NotRunning(state),
-    })
-}
-
-/// Moves every pending/failed task that (transitively) depends on `root` to dead: it can never
-/// run, and waiting for it would hide the failure.
-fn cascade_dead(tx: &Transaction<'_>, now: i64, root: &str) -> Result<u64, StoreError> {
-    let mut queue = VecDeque::from([root.to_string()]);
-    let mut n = 0;
-    while let Some(dep) = queue.pop_front() {
-        let dependents: Vec<String> = tx
-            .prepare_cached("SELECT task_id FROM task_deps WHERE dep_id = ?1")
-            .and_then(|mut s| {
-                s.query_map([&dep], |r| r.get(0))?
-                    .collect::<Result<Vec<String>, _>>()
-            })
-            .map_err(map_err)?;
-        for d in dependents {
-            let changed = exec(
-                tx,
-                "UPDATE tasks SET state = 'dead', error = ?2, finished_at = ?3, updated_at = ?3
-                 WHERE id = ?1 AND state IN ('pending', 'failed')",
-                params![d, format!("dependency {dep} will never complete"), now],
-            )?;
-            if changed > 0 {
-                n += 1;
-                queue.push_back(d);
-            }
-        }
-    }
-    Ok(n)
-}
-
-/// The failure path shared by explicit failures and deadlines: retry with backoff while
-/// attempts remain, else dead-letter (and fail dependents fast).
-#[allow(clippy::too_many_arguments)]
-fn apply_failure(
-    tx: &Transaction<'_>,
-    now: i64,
-    id: &str,
-    attempt: u32,
-    max_retries: u32,
-    error: &str,
-    retryable: bool,
-    policy: &RetryPolicy,
-) -> Result<TaskState, StoreError> {
-    if retryable && attempt <= max_retries {
-        let run_at = expiry(now, policy.delay_for(attempt));
-        exec(
-            tx,
-            "UPDATE tasks SET state = 'failed', error = ?2, run_at = ?3, updated_at = ?4,
-               lease_expires_at = NULL, deadline_at = NULL WHERE id = ?1",
-            params![id, error, run_at, now],
-        )?;
-        Ok(TaskState::Failed)
-    } else {
-        let reason = if retryable {
-            format!("{error} (gave up after {attempt} attempts)")
-        } else {
-            error.to_string()
-        };
-        exec(
-            tx,
-            "UPDATE tasks SET state = 'dead', error = ?2, finished_at = ?3, updated_at = ?3,
-               lease_expires_at = NULL, deadline_at = NULL WHERE id = ?1",
-            params![id, reason, now],
-        )?;
-        cascade_dead(tx, now, id)?;
-        Ok(TaskState::Dead)
-    }
-}
-
-/// The lost-worker path: the run did not fail, its worker vanished, so the task is runnable
-/// again at once, unless it has used up all its attempts (a task that kills its workers must
-/// not loop forever).
-fn requeue_lost(
-    tx: &Transaction<'_>,
-    now: i64,
-    id: &str,
-    attempt: u32,
-    max_retries: u32,
-    reason: &str,
-) -> Result<TaskState, StoreError> {
-    if attempt > max_retries {
-        exec(
-            tx,
-            "UPDATE tasks SET state = 'dead', error = ?2, finished_at = ?3, updated_at = ?3,
-               lease_expires_at = NULL, deadline_at = NULL WHERE id = ?1",
-            params![
-                id,
-                format!("{reason} (gave up after {attempt} attempts)"),
-                now
-            ],
-        )?;
-        cascade_dead(tx, now, id)?;
-        Ok(TaskState::Dead)
-    } else {
-        exec(
-            tx,
-            "UPDATE tasks SET state = 'pending', error = ?2, run_at = ?3, updated_at = ?3,
-               lease_expires_at = NULL, deadline_at = NULL WHERE id = ?1",
-            params![id, reason, now],
-        )?;
-        Ok(TaskState::Pending)
-    }
-}
-
-/// Requeues (dead if out of attempts) every task of `worker_id` still running under an
-/// incarnation other than `incarnation`: that process was replaced by a new start under the same
-/// name, so its runs are lost. Returns how many; bumps the wake counter if any.
-pub(super) fn requeue_replaced_incarnation(
-    tx: &Transaction<'_>,
-    now: i64,
-    worker_id: &str,
-    incarnation: u64,
-) -> Result<u64, StoreError> {
-    let running: Vec<(String, i64, i64, i64)> = tx
-        .prepare_cached(
-            "SELECT id, attempt, max_retries, COALESCE(worker_incarnation, 0) FROM tasks
-             WHERE worker_id = ?1 AND state = 'running' AND COALESCE(worker_incarnation, 0) <> ?2",
-        )
-        .and_then(|mut s| {
-            s.query_map(params![worker_id, incarnation as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })?
-            .collect()
-        })
-        .map_err(map_err)?;
-    for (id, attempt, max_retries, old) in &running {
-        let reason = format!(
-            "worker {worker_id} restarted (incarnation {} replaced by {incarnation}); the task's run was lost",
-            *old as u64
-        );
-        requeue_lost(
-            tx,
-            now,
-            id,
-            u32_col(*attempt),
-            u32_col(*max_retries),
-            &reason,
-        )?;
-    }
-    if !running.is_empty() {
-        bump_task_wake(tx)?;
-    }
-    Ok(running.len() as u64)
-}
-
-fn u32_col(v: i64) -> u32 {
-    v.clamp(0, u32::MAX as i64) as u32
-}
-
-/// Tells other processes' change detectors that tasks may have become claimable.
-fn bump_task_wake(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    exec(
-        tx,
-        "UPDATE counters SET value = value + 1 WHERE name = 'task_wake'",
-        [],
-    )?;
-    Ok(())
-}
-
-fn has_dependents(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
-    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM task_deps WHERE dep_id = ?1)")
-        .and_then(|mut s| s.query_row([id], |r| r.get(0)))
-        .map_err(map_err)
-}
-
-const CLAIM_SELECT: &str = "SELECT seq FROM tasks
-    WHERE state IN ('pending', 'failed') AND run_at <= ?1
-      AND (?2 IS NULL OR task_type IN (SELECT value FROM json_each(?2)))
-      AND (?3 IS NULL OR tenant IN (SELECT value FROM json_each(?3)))
-      AND (required_worker IS NULL OR required_worker = ?4)
-      AND (excluded_workers IS NULL
-           OR NOT EXISTS (SELECT 1 FROM json_each(tasks.excluded_workers) WHERE value = ?4))
-      AND (same_worker_as IS NULL
-           OR EXISTS (SELECT 1 FROM tasks x WHERE x.id = tasks.same_worker_as AND x.worker_id = ?4))
-      AND (depends_on IS NULL
-           OR NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t2 ON t2.id = d.dep_id
-                          WHERE d.task_id = tasks.id AND t2.state <> 'completed'))
-    ORDER BY priority DESC, seq
-    LIMIT ?5";
 
 #[async_trait]
 impl QueueStore for SqliteStore {
@@ -309,19 +27,32 @@ impl QueueStore for SqliteStore {
         let tasks = tasks.to_vec();
         let ids = self
             .write(move |tx, now| {
+                if tasks
+                    .iter()
+                    .any(|t| t.task_type.is_empty() || t.tenant.is_empty())
+                {
+                    return Err(StoreError::Invalid(
+                        "task_type and tenant must be non-empty".into(),
+                    ));
+                }
+                // Quotas and fairness per tenant, in name order, before anything is inserted.
+                let mut per_tenant: BTreeMap<&str, u64> = BTreeMap::new();
+                for t in &tasks {
+                    *per_tenant.entry(t.tenant.as_str()).or_default() += 1;
+                }
+                for (tenant, n) in &per_tenant {
+                    let row = tenants::load(tx, tenant)?;
+                    tenants::admit_submission(tx, now, tenant, row.as_ref(), *n)?;
+                    tenants::note_backlogged(tx, tenant)?;
+                }
                 let mut ids = Vec::with_capacity(tasks.len());
                 for t in tasks {
-                    if t.task_type.is_empty() || t.tenant.is_empty() {
-                        return Err(StoreError::Invalid(
-                            "task_type and tenant must be non-empty".into(),
-                        ));
-                    }
                     let id = t.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
                     let mut state = TaskState::Pending;
                     let mut error = None;
                     for dep in &t.depends_on {
                         let dep_state: Option<String> = tx
-                            .prepare_cached("SELECT state FROM tasks WHERE id = ?1 AND tenant = ?2")
+                            .prepare_cached("SELECT state FROM tasks WHERE tenant = ?2 AND id = ?1")
                             .and_then(|mut s| {
                                 s.query_row(params![dep, t.tenant], |r| r.get(0)).optional()
                             })
@@ -350,7 +81,7 @@ impl QueueStore for SqliteStore {
                            finished_at, depends_on, required_worker, same_worker_as, excluded_workers)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?11,
                            CASE WHEN ?9 = 'dead' THEN ?11 END, ?12, ?13, ?14, ?15)
-                         ON CONFLICT (id) DO NOTHING",
+                         ON CONFLICT (tenant, id) DO NOTHING",
                         params![
                             id,
                             t.tenant,
@@ -376,8 +107,8 @@ impl QueueStore for SqliteStore {
                     for dep in &t.depends_on {
                         exec(
                             tx,
-                            "INSERT OR IGNORE INTO task_deps (task_id, dep_id) VALUES (?1, ?2)",
-                            params![id, dep],
+                            "INSERT OR IGNORE INTO task_deps (tenant, task_id, dep_id) VALUES (?3, ?1, ?2)",
+                            params![id, dep, t.tenant],
                         )?;
                     }
                     ids.push(id);
@@ -397,69 +128,8 @@ impl QueueStore for SqliteStore {
         }
         let req = req.clone();
         let types = json_list(req.task_types.as_ref())?;
-        let tenants = json_list(req.tenants.as_ref())?;
-        self.write(move |tx, now| {
-            let seqs: Vec<i64> = tx
-                .prepare_cached(CLAIM_SELECT)
-                .and_then(|mut s| {
-                    s.query_map(
-                        params![now, types, tenants, req.worker_id, req.limit],
-                        |r| r.get(0),
-                    )?
-                    .collect()
-                })
-                .map_err(map_err)?;
-            let lease_until = expiry(now, req.lease_ms);
-            let mut out = Vec::with_capacity(seqs.len());
-            let mut update = tx
-                .prepare_cached(&format!(
-                    "UPDATE tasks SET state = 'running', worker_id = ?2, attempt = attempt + 1,
-                       fence = fence + 1, lease_expires_at = ?3, worker_incarnation = ?5,
-                       deadline_at = CASE WHEN timeout_ms <= 0 THEN NULL
-                                          WHEN timeout_ms <= ?6 THEN ?4 + timeout_ms
-                                          ELSE ?7 END,
-                       started_at = ?4, updated_at = ?4, finished_at = NULL
-                     WHERE seq = ?1 RETURNING {COLS}"
-                ))
-                .map_err(map_err)?;
-            for seq in seqs {
-                let raw = update
-                    .query_row(
-                        params![
-                            seq,
-                            req.worker_id,
-                            lease_until,
-                            now,
-                            req.incarnation as i64,
-                            i64::MAX - now.max(0),
-                            i64::MAX
-                        ],
-                        row_to_raw,
-                    )
-                    .map_err(map_err)?;
-                let mut task = decode(raw)?;
-                if !task.depends_on.is_empty() {
-                    let mut s = tx
-                        .prepare_cached(
-                            "SELECT d.dep_id, t.output FROM task_deps d JOIN tasks t ON t.id = d.dep_id
-                             WHERE d.task_id = ?1",
-                        )
-                        .map_err(map_err)?;
-                    let rows = s
-                        .query_map([&task.id], |r| {
-                            Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
-                        })
-                        .map_err(map_err)?;
-                    for row in rows {
-                        let (dep, output) = row.map_err(map_err)?;
-                        task.dependency_outputs.insert(dep, output.unwrap_or_default());
-                    }
-                }
-                out.push(task);
-            }
-            Ok(out)
-        })
-        .await
+        self.write(move |tx, now| super::claim::claim(tx, now, &req, types.as_deref()))
+            .await
     }
 
     async fn renew_lease(
@@ -539,7 +209,7 @@ impl QueueStore for SqliteStore {
                                 e.0 += 1;
                                 e.1 += u64_col(now.saturating_sub(started.unwrap_or(now)));
                             }
-                            wake |= has_dependents(tx, &c.task_id)?;
+                            wake |= has_dependents(tx, &c.tenant, &c.task_id)?;
                             out.push(Settlement::Applied(TaskState::Completed));
                         }
                         None => out.push(Settlement::Rejected(rejection(
@@ -609,6 +279,7 @@ impl QueueStore for SqliteStore {
                 let new_state = apply_failure(
                     tx,
                     now,
+                    &f.tenant,
                     &f.task_id,
                     attempt,
                     max_retries,
@@ -643,7 +314,7 @@ impl QueueStore for SqliteStore {
                 params![id, t, now],
             )?;
             if n > 0 {
-                cascade_dead(tx, now, &id)?;
+                cascade_dead(tx, now, &t, &id)?;
             }
             Ok(n > 0)
         })
@@ -656,13 +327,36 @@ impl QueueStore for SqliteStore {
             .write(move |tx, now| {
                 // A task whose dependency is itself dead would sit pending forever: retry the
                 // dependency first.
+                let revivable: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM tasks WHERE tenant = ?2 AND id = ?1 AND state = 'dead'
+                           AND NOT EXISTS (SELECT 1 FROM task_deps d
+                                           JOIN tasks t2 ON t2.tenant = d.tenant AND t2.id = d.dep_id
+                                           WHERE d.tenant = ?2 AND d.task_id = ?1
+                                             AND t2.state IN ('dead', 'cancelled')))",
+                    )
+                    .and_then(|mut s| s.query_row(params![id, t], |r| r.get(0)))
+                    .map_err(map_err)?;
+                if !revivable {
+                    return Ok(false);
+                }
+                let row = tenants::load(tx, &t)?;
+                if let Some(max) = row.as_ref().and_then(|r| r.max_queued)
+                    && tenants::queued(tx, &t, max.saturating_add(1))? >= max
+                {
+                    return Err(StoreError::Quota(QuotaExceeded {
+                        tenant: t.clone(),
+                        quota: Quota::QueuedTasks,
+                        limit: max,
+                        retry_after_ms: None,
+                    }));
+                }
+                tenants::note_backlogged(tx, &t)?;
                 let n = exec(
                     tx,
                     "UPDATE tasks SET state = 'pending', attempt = 0, error = NULL, run_at = ?3,
                        updated_at = ?3, finished_at = NULL
-                     WHERE id = ?1 AND tenant = ?2 AND state = 'dead'
-                       AND NOT EXISTS (SELECT 1 FROM task_deps d JOIN tasks t2 ON t2.id = d.dep_id
-                                       WHERE d.task_id = ?1 AND t2.state IN ('dead', 'cancelled'))",
+                     WHERE tenant = ?2 AND id = ?1 AND state = 'dead'",
                     params![id, t, now],
                 )?;
                 if n > 0 {
@@ -776,17 +470,17 @@ impl QueueStore for SqliteStore {
         let w = worker_id.to_string();
         let n = self
             .write(move |tx, now| {
-                let running: Vec<(String, i64, i64)> = tx
+                let running: Vec<(String, String, i64, i64)> = tx
                     .prepare_cached(
-                        "SELECT id, attempt, max_retries FROM tasks WHERE worker_id = ?1 AND state = 'running'",
+                        "SELECT tenant, id, attempt, max_retries FROM tasks WHERE worker_id = ?1 AND state = 'running'",
                     )
                     .and_then(|mut s| {
-                        s.query_map([&w], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        s.query_map([&w], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                             .collect()
                     })
                     .map_err(map_err)?;
-                for (id, attempt, max_retries) in &running {
-                    requeue_lost(tx, now, id, u32_col(*attempt), u32_col(*max_retries), &format!("worker {w} lost"))?;
+                for (tenant, id, attempt, max_retries) in &running {
+                    requeue_lost(tx, now, tenant, id, u32_col(*attempt), u32_col(*max_retries), &format!("worker {w} lost"))?;
                 }
                 if !running.is_empty() {
                     bump_task_wake(tx)?;
@@ -810,7 +504,7 @@ impl QueueStore for SqliteStore {
                 let expired: Vec<rusqlite::Result<Expired>> = {
                     let mut stmt = tx
                         .prepare_cached(
-                            "SELECT id, CAST(attempt AS INTEGER), CAST(max_retries AS INTEGER),
+                            "SELECT tenant, id, CAST(attempt AS INTEGER), CAST(max_retries AS INTEGER),
                            CAST(deadline_at AS INTEGER), worker_id, CAST(started_at AS INTEGER),
                            CAST(timeout_ms AS INTEGER)
                          FROM tasks WHERE state = 'running'
@@ -832,6 +526,7 @@ impl QueueStore for SqliteStore {
                         }
                     };
                     let Expired {
+                        tenant,
                         id,
                         attempt,
                         max_retries,
@@ -856,6 +551,7 @@ impl QueueStore for SqliteStore {
                         apply_failure(
                             tx,
                             now,
+                            &tenant,
                             &id,
                             attempt,
                             max_retries,
@@ -868,6 +564,7 @@ impl QueueStore for SqliteStore {
                         requeue_lost(
                             tx,
                             now,
+                            &tenant,
                             &id,
                             attempt,
                             max_retries,
@@ -895,6 +592,7 @@ impl QueueStore for SqliteStore {
 
 /// A running task past its lease or deadline, as the reaper reads it.
 struct Expired {
+    tenant: String,
     id: String,
     attempt: i64,
     max_retries: i64,
@@ -907,13 +605,14 @@ struct Expired {
 impl Expired {
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
-            id: r.get(0)?,
-            attempt: r.get(1)?,
-            max_retries: r.get(2)?,
-            deadline: r.get(3)?,
-            worker: r.get(4)?,
-            started: r.get(5)?,
-            timeout: r.get(6)?,
+            tenant: r.get(0)?,
+            id: r.get(1)?,
+            attempt: r.get(2)?,
+            max_retries: r.get(3)?,
+            deadline: r.get(4)?,
+            worker: r.get(5)?,
+            started: r.get(6)?,
+            timeout: r.get(7)?,
         })
     }
 }

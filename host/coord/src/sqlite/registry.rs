@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::codec::{from_json, i64_param, to_json, u64_col};
-use super::queue::requeue_replaced_incarnation;
+use super::tasks::requeue_replaced_incarnation;
 use super::{SqliteStore, map_err};
 use crate::error::StoreError;
 use crate::model::*;
