@@ -27,6 +27,8 @@ fn host_with(edit: impl FnOnce(&mut Manifest)) -> Host {
     let scratch_root = dir.path().join("scratch");
     let policy = HostPolicy {
         scratch_root: scratch_root.clone(),
+        allow_scratch: true,
+        allow_memory: true,
         ..HostPolicy::default()
     };
     let rt = runtime(policy);
