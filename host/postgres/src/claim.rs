@@ -34,6 +34,7 @@
 //! tenants.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use sentinel_coord::StoreResult;
 use sentinel_coord::model::*;
@@ -56,7 +57,7 @@ SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan'
         FOR UPDATE OF s SKIP LOCKED) x), '[]'), true)";
 
 /// See the module documentation. `$8`: tenants already found exhausted by this claim.
-fn claim_sql() -> String {
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
 WITH RECURSIVE
@@ -137,7 +138,7 @@ FROM (SELECT array_agg(tenant) AS tenants, array_agg(n) AS n, array_agg(vtime) A
 LEFT JOIN claimed c ON true",
         unit = VTIME_UNIT,
     )
-}
+});
 
 /// Advances served tenants' virtual times: `$2` = taken × step, `$3` = (taken − 1) × step, both
 /// added to the row's latest version (so concurrent claims never lose an advance), rows
@@ -215,10 +216,9 @@ pub(crate) async fn claim(store: &PgStore, req: &ClaimRequest) -> StoreResult<Ve
     let now = store.now_param();
     let inc = req.incarnation as i64;
     let lease = crate::codec::ms_param(req.lease_ms);
-    let sql = claim_sql();
     let claimed = with_conn!(store, |c| {
         let prepare = c.prepare_cached(PREPARE).await?;
-        let stmt = c.prepare_cached(&sql).await?;
+        let stmt = c.prepare_cached(&CLAIM).await?;
         let tx = c.transaction().await?;
         // The claim must read each tenant's head of `tasks_ready_tenant` in order and stop after
         // its share. Without fresh statistics (or with a small backlog) the planner prefers a

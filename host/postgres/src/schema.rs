@@ -68,6 +68,8 @@ CREATE TABLE tenants (
     last_tag        bigint
 );
 CREATE INDEX tenants_running_quota ON tenants (tenant) WHERE max_running IS NOT NULL;
+-- The store's virtual clock, max(last_tag), read when a tenant becomes backlogged alone.
+CREATE INDEX tenants_last_tag ON tenants (last_tag);
 INSERT INTO tenants (tenant) SELECT DISTINCT tenant FROM tasks;
 
 -- A fair claim's shares when several tenants are backlogged: the first p_limit tags of the
