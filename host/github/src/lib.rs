@@ -30,6 +30,12 @@
 //!   with the payload in a fenced JSON block, the result or error as a comment, closed on
 //!   completion. People submit tasks by opening an issue from `templates/sentinel-task.yml`.
 //! * **Claims** are queue transactions: two workers can never both run a task with a valid fence.
+//! * **Tenants** ([`tenants`], `queue/quota.rs`, `queue/fair.rs`): a task's identity is
+//!   `(tenant, id)` (record `tasks/<tenant>/<id>.json`; stores of the older layout still open).
+//!   Settings live in the queue document; quotas are judged in the transaction of the write they
+//!   limit, so hosts sharing a repository can never together exceed one; claims are fair between
+//!   tenants by weight, with the virtual times kept on the task records the claims write anyway:
+//!   a tenant without a quota pays no extra request.
 //! * **Registry and memory** records are files in their documents, in seed 001's shapes.
 //! * **Rate limits** ([`api`], [`budget`]): conditional GETs with ETags, immutable git objects
 //!   cached by SHA, `x-ratelimit-*` tracked, `retry-after`/secondary-limit 403 and 429 answered by
@@ -61,6 +67,7 @@ pub mod notify;
 pub mod queue;
 pub mod registry;
 pub mod store;
+pub mod tenants;
 
 pub use api::RetryConfig;
 pub use budget::{FleetPlan, Intervals, Limits, RateSnapshot, plan_and_warn, plan_intervals};

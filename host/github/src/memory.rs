@@ -4,8 +4,10 @@
 //! change-log entry and the sequence bump are one commit, so the log order is the commit order
 //! and a reader resuming "after seq N" sees every later change exactly once. A deleted key keeps
 //! its file (marked deleted) so its version keeps increasing. Last-write-wins and
-//! compare-and-set follow the SQLite backend exactly; times are the store's clock. This module
-//! owns the memory document only.
+//! compare-and-set follow the SQLite backend exactly; times are the store's clock. A tenant with
+//! a memory quota also has `tenants/<tenant>.json` here (a copy of that quota, see
+//! [`crate::tenants`]), so `memory_set` checks it in its own transaction. This module owns the
+//! memory document only.
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use serde_json::Value;
 use crate::codec::{dec, enc};
 use crate::doc::{Doc, Snapshot, Write};
 use crate::notify::Notifier;
+use crate::tenants::MemoryQuota;
 
 pub const MEMORY_REF: &str = "sentinel/memory";
 const ENTRIES: &str = "entries/";
@@ -135,6 +138,74 @@ fn change_writes(
     ])
 }
 
+/// A live entry's size against `memory_bytes`.
+fn entry_bytes(e: &EntryFile) -> u64 {
+    memory_entry_bytes(&e.namespace, &e.key, &e.value)
+}
+
+/// The tenant's live keys and bytes at `now`, counted over its entries in the snapshot (which
+/// is in memory: no request). Read straight from the parsed JSON, without copying values.
+pub(crate) fn live_usage(snap: &Snapshot, tenant: &str, now: i64) -> (u64, u64) {
+    let (mut keys, mut bytes) = (0u64, 0u64);
+    for (_, v) in snap.under(&format!("{ENTRIES}{}/", enc(tenant))) {
+        let deleted = v.get("deleted").and_then(Value::as_bool).unwrap_or(true);
+        let expired = v
+            .get("expires_at")
+            .and_then(Value::as_i64)
+            .is_some_and(|e| now >= e);
+        if deleted || expired {
+            continue;
+        }
+        let s = |f: &str| v.get(f).and_then(Value::as_str).unwrap_or("");
+        let value = v.get("value").unwrap_or(&Value::Null);
+        keys += 1;
+        bytes = bytes.saturating_add(memory_entry_bytes(s("namespace"), s("key"), value));
+    }
+    (keys, bytes)
+}
+
+/// The tenant's memory quota (its copy in this document, see [`MemoryQuota`]) for a write that
+/// is about to be applied over `live` (the key's live entry, if any). Judged on the snapshot the
+/// write commits on, so racing writers are judged again after a lost CAS. Tenants without a
+/// memory quota pay nothing: one lookup in the snapshot.
+fn check_quota(
+    snap: &Snapshot,
+    now: i64,
+    w: &MemoryWrite,
+    live: Option<&EntryFile>,
+) -> Result<(), StoreError> {
+    let Some(q) = MemoryQuota::load(snap, &w.tenant)? else {
+        return Ok(());
+    };
+    if q.memory_keys.is_none() && q.memory_bytes.is_none() {
+        return Ok(());
+    }
+    let refuse = |quota, limit| {
+        StoreError::Quota(QuotaExceeded {
+            tenant: w.tenant.clone(),
+            quota,
+            limit,
+            retry_after_ms: None,
+        })
+    };
+    let (keys, bytes) = live_usage(snap, &w.tenant, now);
+    if let Some(max) = q.memory_keys
+        && live.is_none()
+        && keys >= max
+    {
+        return Err(refuse(Quota::MemoryKeys, max));
+    }
+    if let Some(max) = q.memory_bytes {
+        let after = bytes
+            .saturating_sub(live.map_or(0, entry_bytes))
+            .saturating_add(memory_entry_bytes(&w.namespace, &w.key, &w.value));
+        if after > max {
+            return Err(refuse(Quota::MemoryBytes, max));
+        }
+    }
+    Ok(())
+}
+
 pub struct GithubMemory {
     doc: Doc,
     clock: Arc<dyn Clock>,
@@ -148,6 +219,12 @@ impl GithubMemory {
 
     pub fn doc(&self) -> &Doc {
         &self.doc
+    }
+
+    /// The tenant's live keys and bytes now.
+    pub async fn usage(&self, tenant: &str) -> StoreResult<(u64, u64)> {
+        let snap = self.doc.read().await?;
+        Ok(live_usage(&snap, tenant, self.clock.now_ms()))
     }
 }
 
@@ -202,6 +279,7 @@ impl MemoryStore for GithubMemory {
                         },
                     ));
                 }
+                check_quota(snap, now, w, cur.as_ref().filter(|c| c.live(now)))?;
                 let e = EntryFile {
                     kind: "MEMORY_ENTRY".into(),
                     tenant: w.tenant.clone(),

@@ -396,14 +396,14 @@ impl QueueStore for GithubStore {
 
 #[async_trait]
 impl TenantStore for GithubStore {
-    async fn put_tenant(&self, _settings: &TenantSettings) -> StoreResult<()> {
-        Err(StoreError::Backend("tenancy: not yet implemented".into()))
+    async fn put_tenant(&self, s: &TenantSettings) -> StoreResult<()> {
+        crate::tenants::put_tenant(&self.inner, s).await
     }
-    async fn get_tenant(&self, _tenant: &str) -> StoreResult<Option<TenantSettings>> {
-        Err(StoreError::Backend("tenancy: not yet implemented".into()))
+    async fn get_tenant(&self, t: &str) -> StoreResult<Option<TenantSettings>> {
+        crate::tenants::get_tenant(&self.inner, t).await
     }
-    async fn tenant_usage(&self, _tenant: &str) -> StoreResult<TenantUsage> {
-        Err(StoreError::Backend("tenancy: not yet implemented".into()))
+    async fn tenant_usage(&self, t: &str) -> StoreResult<TenantUsage> {
+        crate::tenants::tenant_usage(&self.inner, t).await
     }
 }
 

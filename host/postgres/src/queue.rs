@@ -6,6 +6,7 @@
 //! locks first (see [`crate::tenants`]), in the same transaction as the insert.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use sentinel_coord::model::*;
@@ -68,7 +69,7 @@ pub(crate) fn decode(r: &Row) -> Result<Task, StoreError> {
 /// for a tenant of the batch with a submission quota and, if there is one, inserts nothing and
 /// answers `false` in its third column. Tenants that had no queued task get their virtual time
 /// raised ([`RAISE`]). `count(*) FROM n` forces the notification CTE to run.
-fn insert_sql() -> String {
+static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
 WITH RECURSIVE clk AS MATERIALIZED (SELECT sentinel_now_ms($15::int8) AS now),
@@ -108,7 +109,7 @@ ins AS (
 n AS (SELECT pg_notify($16, $17) WHERE EXISTS (SELECT 1 FROM ins))
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n), (SELECT go FROM guard)"
     )
-}
+});
 
 /// The batch as column arrays for [`INSERT`].
 #[derive(Default)]
@@ -171,7 +172,7 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Runs [`insert_sql`]; a duplicate id becomes `Invalid`, as in the SQLite store. `Ok(false)`:
+/// Runs [`INSERT`]; a duplicate id becomes `Invalid`, as in the SQLite store. `Ok(false)`:
 /// nothing inserted, a tenant of the batch has a submission quota (only if `!checked`).
 async fn insert<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
@@ -295,9 +296,8 @@ impl QueueStore for PgStore {
         let counts = tenants::per_tenant(tasks.iter().map(|t| t.tenant.as_str()));
         let now = self.now_param();
         let channel = self.inner.channel.as_str();
-        let sql = insert_sql();
         let ids = with_conn!(self, |c| {
-            let stmt = c.prepare_cached(&sql).await?;
+            let stmt = c.prepare_cached(&INSERT).await?;
             // The common case: one statement, one round trip, atomic by itself.
             if !with_deps && insert(&**c, &stmt, &cols, now, channel, false).await? {
                 return Ok(cols.ids.clone());

@@ -68,7 +68,26 @@ CREATE TABLE tenants (
     last_tag        bigint
 );
 CREATE INDEX tenants_running_quota ON tenants (tenant) WHERE max_running IS NOT NULL;
+-- The store's virtual clock, max(last_tag), read when a tenant becomes backlogged alone.
+CREATE INDEX tenants_last_tag ON tenants (last_tag);
 INSERT INTO tenants (tenant) SELECT DISTINCT tenant FROM tasks;
+
+-- A fair claim's shares when several tenants are backlogged: the first p_limit tags of the
+-- merged sequences vtime + j * step (j < cap), ties by tenant name, counted per tenant.
+CREATE FUNCTION sentinel_fair_shares(p_tenant text[], p_vtime int8[], p_step int8[],
+    p_cap int8[], p_limit int8)
+RETURNS TABLE (share_tenant text, share_n int8) LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+    SELECT x.tenant, count(*)::int8 FROM (
+        SELECT t.tenant FROM (
+            SELECT u.tenant, u.vtime, u.step, u.cap
+            FROM unnest(p_tenant, p_vtime, p_step, p_cap) AS u(tenant, vtime, step, cap)
+            WHERE u.cap > 0 ORDER BY u.vtime, u.tenant COLLATE "C" LIMIT p_limit) t,
+            generate_series(0, LEAST(t.cap, p_limit) - 1) AS j
+        ORDER BY t.vtime + j * t.step, t.tenant COLLATE "C" LIMIT p_limit) x
+    GROUP BY x.tenant;
+END $$;
 
 -- Live memory keys per tenant, for the memory quotas and usage.
 CREATE INDEX memory_live ON memory (tenant) WHERE value IS NOT NULL;

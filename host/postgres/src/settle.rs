@@ -8,6 +8,7 @@
 //! This module must never settle a task whose fence it has not checked under a row lock.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use sentinel_coord::model::*;
 use sentinel_coord::{StoreError, StoreResult, Topic};
@@ -523,7 +524,7 @@ pub(crate) async fn cancel(store: &PgStore, tenant: &str, task_id: &str) -> Stor
 
 /// Revives a dead task (see [`retry_dead`]); raises the tenant's virtual time if it had no
 /// queued task.
-fn retry_dead_sql() -> String {
+static RETRY_DEAD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH RECURSIVE clk AS MATERIALIZED (SELECT sentinel_now_ms($3::int8) AS now),
          was AS MATERIALIZED (
@@ -547,16 +548,15 @@ fn retry_dead_sql() -> String {
          n AS (SELECT pg_notify($4, $5) WHERE EXISTS (SELECT 1 FROM revived))
          SELECT (SELECT count(*) FROM revived), (SELECT count(*) FROM n)"
     )
-}
+});
 
 pub(crate) async fn retry_dead(store: &PgStore, tenant: &str, task_id: &str) -> StoreResult<bool> {
     let now = store.now_param();
     let channel = store.inner.channel.as_str();
-    let sql = retry_dead_sql();
     let revived = with_conn!(store, |c| {
         // A task whose dependency is itself dead would sit pending forever: retry the
         // dependency first.
-        let stmt = c.prepare_cached(&sql).await?;
+        let stmt = c.prepare_cached(&RETRY_DEAD).await?;
         let tx = c.transaction().await?;
         let quota = tenants::lock_queued_quota(&tx, tenant).await?;
         let row = tx

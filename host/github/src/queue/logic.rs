@@ -1,15 +1,19 @@
 //! The queue's state machine over one snapshot of the queue document: the same transitions as
-//! the SQLite backend (the reference semantics), as plain functions on a map of records. A
-//! transaction loads a [`QueueState`], applies one operation, and the touched records become the
-//! commit's writes. Pure: no I/O, and `now` is always passed in.
+//! the SQLite backend (the reference semantics), as plain functions on a map of records keyed by
+//! the task's identity `(tenant, id)`. A transaction loads a [`QueueState`], applies one
+//! operation, and the touched records become the commit's writes. Pure: no I/O, and `now` is
+//! always passed in. Submissions are in `submit.rs`, claims and fair share in `fair.rs`, tenant
+//! settings and quotas in `quota.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sentinel_coord::StoreError;
 use sentinel_coord::model::*;
 
-use super::record::{META_PATH, QueueMeta, TASKS_DIR, TaskRecord, task_path};
-use crate::codec::bytes_to_json;
+use super::quota::{TENANTS_DIR, TenantFile};
+use super::record::{
+    META_PATH, QueueMeta, TASKS_DIR, TaskRecord, is_legacy_path, legacy_task_path, task_path,
+};
 use crate::doc::{Snapshot, Write};
 
 /// A task outcome to add to its worker's stats once the settlement has committed.
@@ -22,12 +26,22 @@ pub struct Outcome {
 
 #[derive(Debug, Default)]
 pub struct QueueState {
-    pub tasks: BTreeMap<String, TaskRecord>,
+    pub tasks: BTreeMap<TaskKey, TaskRecord>,
     pub meta: QueueMeta,
-    dirty: BTreeSet<String>,
+    /// Tenant settings (`tenants/<enc tenant>.json`), by tenant.
+    pub tenants: BTreeMap<String, TenantFile>,
+    /// Each tenant's virtual time: the largest `vt` stamp of its records (see `fair.rs`).
+    pub(super) vt: BTreeMap<String, i64>,
+    /// The store's virtual clock: the largest `vt_at` stamp of all records.
+    pub(super) vclock: i64,
+    dirty: BTreeSet<TaskKey>,
+    /// Records read from a layout-1 path: written back at the layout-2 path, the old file
+    /// deleted in the same commit.
+    legacy: BTreeSet<TaskKey>,
     /// State of each touched task before this transaction (`None`: created by it).
-    before: BTreeMap<String, Option<TaskState>>,
-    meta_dirty: bool,
+    before: BTreeMap<TaskKey, Option<TaskState>>,
+    pub(super) meta_dirty: bool,
+    pub(super) tenants_dirty: BTreeSet<String>,
     pub outcomes: Vec<Outcome>,
     /// Whether tasks may have become claimable (wake subscribers).
     pub wake: bool,
@@ -36,8 +50,12 @@ pub struct QueueState {
     pub skipped: u64,
 }
 
-fn ms(v: u64) -> i64 {
+pub(super) fn ms(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
+}
+
+pub fn key(tenant: &str, id: &str) -> TaskKey {
+    TaskKey::new(tenant, id)
 }
 
 impl QueueState {
@@ -50,7 +68,16 @@ impl QueueState {
         for (path, v) in snap.under(TASKS_DIR) {
             match TaskRecord::decode(path, v) {
                 Ok(r) => {
-                    s.tasks.insert(r.id.clone(), r);
+                    let k = r.key();
+                    if is_legacy_path(path) {
+                        s.legacy.insert(k.clone());
+                    }
+                    if let Some(vt) = r.vt {
+                        let e = s.vt.entry(r.tenant.clone()).or_insert(vt);
+                        *e = (*e).max(vt);
+                    }
+                    s.vclock = s.vclock.max(r.vt_at.unwrap_or(0));
+                    s.tasks.insert(k, r);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "skipping an undecodable task record");
@@ -58,15 +85,28 @@ impl QueueState {
                 }
             }
         }
+        for (path, v) in snap.under(TENANTS_DIR) {
+            let t = TenantFile::decode(path, v)?;
+            s.tenants.insert(t.settings.tenant.clone(), t);
+        }
         Ok(s)
     }
 
-    /// The commit's writes: every touched record, and the meta file if it changed.
+    /// The commit's writes: every touched record (moved to its layout-2 path if it was read
+    /// from a layout-1 one), touched tenant files, and the meta file if it changed.
     pub fn writes(&self) -> Result<Vec<Write>, StoreError> {
         let mut w = Vec::new();
-        for id in &self.dirty {
-            if let Some(r) = self.tasks.get(id) {
-                w.push(Write::Put(task_path(id), r.encode()?));
+        for k in &self.dirty {
+            if let Some(r) = self.tasks.get(k) {
+                w.push(Write::Put(task_path(k), r.encode()?));
+                if self.legacy.contains(k) {
+                    w.push(Write::Delete(legacy_task_path(&k.id)));
+                }
+            }
+        }
+        for t in &self.tenants_dirty {
+            if let Some(f) = self.tenants.get(t) {
+                w.push(Write::Put(TenantFile::path(t), f.encode()?));
             }
         }
         if self.meta_dirty {
@@ -82,92 +122,34 @@ impl QueueState {
     pub fn changed(&self) -> Vec<(Option<TaskState>, TaskRecord)> {
         self.dirty
             .iter()
-            .filter_map(|id| {
-                let r = self.tasks.get(id)?.clone();
-                Some((self.before.get(id).copied().flatten(), r))
+            .filter_map(|k| {
+                let r = self.tasks.get(k)?.clone();
+                Some((self.before.get(k).copied().flatten(), r))
             })
             .collect()
     }
 
-    fn touch(&mut self, id: &str) -> Option<&mut TaskRecord> {
-        if self.dirty.insert(id.to_string()) {
-            let prev = self.tasks.get(id).map(|r| r.state);
-            self.before.insert(id.to_string(), prev);
+    pub(super) fn touch(&mut self, k: &TaskKey) -> Option<&mut TaskRecord> {
+        if self.dirty.insert(k.clone()) {
+            let prev = self.tasks.get(k).map(|r| r.state);
+            self.before.insert(k.clone(), prev);
         }
-        self.tasks.get_mut(id)
+        self.tasks.get_mut(k)
     }
 
-    /// Inserts a batch; all or nothing (the caller commits only on `Ok`). `ids[i]` is the id of
-    /// `tasks[i]`, chosen before the transaction so that retries and issues agree on it.
-    pub fn enqueue(
-        &mut self,
-        now: i64,
-        tasks: &[NewTask],
-        ids: &[String],
-        issues: &BTreeMap<String, u64>,
-    ) -> Result<(), StoreError> {
-        for (t, id) in tasks.iter().zip(ids) {
-            if t.task_type.is_empty() || t.tenant.is_empty() {
-                return Err(StoreError::Invalid(
-                    "task_type and tenant must be non-empty".into(),
-                ));
-            }
-            if self.tasks.contains_key(id) {
-                return Err(StoreError::Invalid(format!("task id {id} already exists")));
-            }
-            let mut state = TaskState::Pending;
-            let mut error = None;
-            for dep in &t.depends_on {
-                let Some(d) = self.tasks.get(dep).filter(|d| d.tenant == t.tenant) else {
-                    return Err(StoreError::Invalid(format!(
-                        "task {id} depends on unknown task {dep}"
-                    )));
-                };
-                if matches!(d.state, TaskState::Dead | TaskState::Cancelled) {
-                    state = TaskState::Dead;
-                    error = Some(format!("dependency {dep} will never complete"));
-                }
-            }
-            self.meta.next_seq += 1;
-            self.meta_dirty = true;
-            let rec = TaskRecord {
-                kind: "SENTINEL_TASK".into(),
-                seq: self.meta.next_seq,
-                id: id.clone(),
-                tenant: t.tenant.clone(),
-                task_type: t.task_type.clone(),
-                priority: t.priority,
-                payload: bytes_to_json(&t.payload),
-                metadata: t.metadata.clone(),
-                max_retries: t.max_retries.unwrap_or(RetryPolicy::default().max_retries),
-                timeout_ms: t.timeout_ms.unwrap_or(DEFAULT_TASK_TIMEOUT_MS),
-                attempt: 0,
-                state,
-                worker_id: None,
-                worker_incarnation: 0,
-                lease_expires_at: None,
-                deadline_at: None,
-                fence: 0,
-                output: None,
-                error,
-                created_at: now,
-                updated_at: now,
-                started_at: None,
-                finished_at: (state == TaskState::Dead).then_some(now),
-                run_at: now,
-                depends_on: t.depends_on.clone(),
-                affinity: t.affinity.clone(),
-                issue: issues.get(id).copied(),
-            };
-            self.touch(id);
-            self.tasks.insert(id.clone(), rec);
-        }
-        self.wake = true;
-        Ok(())
+    /// The task `(tenant, id)`.
+    pub fn get(&self, tenant: &str, id: &str) -> Option<&TaskRecord> {
+        self.tasks.get(&key(tenant, id))
     }
 
-    fn claimable(&self, r: &TaskRecord, now: i64, req: &ClaimRequest) -> bool {
-        matches!(r.state, TaskState::Pending | TaskState::Failed)
+    /// The weight and quota of `tenant` (weight 1 and no quota without settings).
+    pub fn settings(&self, tenant: &str) -> Option<&TenantSettings> {
+        self.tenants.get(tenant).map(|t| &t.settings)
+    }
+
+    /// Whether `r` may be leased to `req`'s worker now (quotas and fairness aside).
+    pub(super) fn claimable(&self, r: &TaskRecord, now: i64, req: &ClaimRequest) -> bool {
+        r.queued()
             && r.run_at <= now
             && req
                 .task_types
@@ -180,56 +162,42 @@ impl QueueState {
                 .is_none_or(|w| *w == req.worker_id)
             && !r.affinity.excluded_workers.contains(&req.worker_id)
             && r.affinity.same_worker_as.as_ref().is_none_or(|other| {
-                self.tasks
-                    .get(other)
+                self.get(&r.tenant, other)
                     .is_some_and(|x| x.worker_id.as_deref() == Some(req.worker_id.as_str()))
             })
             && r.depends_on.iter().all(|d| {
-                self.tasks
-                    .get(d)
+                self.get(&r.tenant, d)
                     .is_some_and(|x| x.state == TaskState::Completed)
             })
     }
 
-    pub fn claim(&mut self, now: i64, req: &ClaimRequest) -> Vec<Task> {
-        let mut picked: Vec<(i32, u64, String)> = self
-            .tasks
-            .values()
-            .filter(|r| self.claimable(r, now, req))
-            .map(|r| (r.priority, r.seq, r.id.clone()))
-            .collect();
-        picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        picked.truncate(req.limit as usize);
+    /// Leases the task `k` to `req`'s worker; returns it with its dependencies' outputs.
+    pub(super) fn lease(&mut self, now: i64, k: &TaskKey, req: &ClaimRequest) -> Task {
         let lease_until = now.saturating_add(ms(req.lease_ms));
-        let mut out = Vec::with_capacity(picked.len());
-        for (_, _, id) in picked {
-            let r = self.touch(&id).expect("picked from the map");
-            r.state = TaskState::Running;
-            r.worker_id = Some(req.worker_id.clone());
-            r.worker_incarnation = req.incarnation;
-            r.attempt = r.attempt.saturating_add(1);
-            r.fence = r.fence.saturating_add(1);
-            r.lease_expires_at = Some(lease_until);
-            r.deadline_at = (r.timeout_ms > 0).then(|| now.saturating_add(ms(r.timeout_ms)));
-            r.started_at = Some(now);
-            r.updated_at = now;
-            r.finished_at = None;
-            let mut task = r.to_task();
-            for dep in &task.depends_on.clone() {
-                let output = self
-                    .tasks
-                    .get(dep)
-                    .and_then(|d| d.output_bytes())
-                    .unwrap_or_default();
-                task.dependency_outputs.insert(dep.clone(), output);
-            }
-            out.push(task);
+        let r = self.touch(k).expect("a claimable task");
+        r.state = TaskState::Running;
+        r.worker_id = Some(req.worker_id.clone());
+        r.worker_incarnation = req.incarnation;
+        r.attempt = r.attempt.saturating_add(1);
+        r.fence = r.fence.saturating_add(1);
+        r.lease_expires_at = Some(lease_until);
+        r.deadline_at = (r.timeout_ms > 0).then(|| now.saturating_add(ms(r.timeout_ms)));
+        r.started_at = Some(now);
+        r.updated_at = now;
+        r.finished_at = None;
+        let mut task = r.to_task();
+        for dep in &task.depends_on.clone() {
+            let output = self
+                .get(&k.tenant, dep)
+                .and_then(|d| d.output_bytes())
+                .unwrap_or_default();
+            task.dependency_outputs.insert(dep.clone(), output);
         }
-        out
+        task
     }
 
-    fn rejection(&self, id: &str, fence: u64) -> Rejection {
-        match self.tasks.get(id) {
+    fn rejection(&self, k: &TaskKey, fence: u64) -> Rejection {
+        match self.tasks.get(k) {
             None => Rejection::NotFound,
             Some(r) if r.state == TaskState::Running && r.fence != fence => {
                 Rejection::StaleFence { current: r.fence }
@@ -238,24 +206,24 @@ impl QueueState {
         }
     }
 
-    fn running_with(&self, id: &str, fence: u64) -> bool {
+    fn running_with(&self, k: &TaskKey, fence: u64) -> bool {
         self.tasks
-            .get(id)
+            .get(k)
             .is_some_and(|r| r.state == TaskState::Running && r.fence == fence)
     }
 
     pub fn renew_lease(
         &mut self,
         now: i64,
-        id: &str,
+        k: &TaskKey,
         fence: u64,
         lease_ms: u64,
     ) -> Result<i64, Rejection> {
-        if !self.running_with(id, fence) {
-            return Err(self.rejection(id, fence));
+        if !self.running_with(k, fence) {
+            return Err(self.rejection(k, fence));
         }
         let until = now.saturating_add(ms(lease_ms));
-        let r = self.touch(id).expect("checked above");
+        let r = self.touch(k).expect("checked above");
         r.lease_expires_at = Some(until);
         r.updated_at = now;
         Ok(until)
@@ -269,32 +237,34 @@ impl QueueState {
         lease_ms: u64,
     ) -> u64 {
         let until = now.saturating_add(ms(lease_ms));
-        let ids: Vec<String> = self
+        let keys: Vec<TaskKey> = self
             .tasks
             .values()
             .filter(|r| r.state == TaskState::Running && r.worker_id.as_deref() == Some(worker))
             .filter(|r| r.worker_incarnation == incarnation)
-            .map(|r| r.id.clone())
+            .map(TaskRecord::key)
             .collect();
-        for id in &ids {
-            let r = self.touch(id).expect("listed above");
+        for k in &keys {
+            let r = self.touch(k).expect("listed above");
             r.lease_expires_at = Some(r.lease_expires_at.unwrap_or(0).max(until));
         }
-        ids.len() as u64
+        keys.len() as u64
     }
 
-    fn has_dependents(&self, id: &str) -> bool {
+    /// Tasks of `k`'s tenant that depend on `k`.
+    fn dependents(&self, k: &TaskKey) -> impl Iterator<Item = &TaskRecord> {
         self.tasks
             .values()
-            .any(|r| r.depends_on.iter().any(|d| d == id))
+            .filter(move |r| r.tenant == k.tenant && r.depends_on.contains(&k.id))
     }
 
     pub fn complete(&mut self, now: i64, c: &Completion) -> Settlement {
-        if !self.running_with(&c.task_id, c.fence) {
-            return Settlement::Rejected(self.rejection(&c.task_id, c.fence));
+        let k = key(&c.tenant, &c.task_id);
+        if !self.running_with(&k, c.fence) {
+            return Settlement::Rejected(self.rejection(&k, c.fence));
         }
-        let wake = self.has_dependents(&c.task_id);
-        let r = self.touch(&c.task_id).expect("checked above");
+        let wake = self.dependents(&k).next().is_some();
+        let r = self.touch(&k).expect("checked above");
         r.state = TaskState::Completed;
         r.set_output(&c.output);
         r.finished_at = Some(now);
@@ -312,7 +282,8 @@ impl QueueState {
     }
 
     pub fn fail(&mut self, now: i64, f: &Failure, policy: &RetryPolicy) -> Settlement {
-        let Some(r) = self.tasks.get(&f.task_id) else {
+        let k = key(&f.tenant, &f.task_id);
+        let Some(r) = self.tasks.get(&k) else {
             return Settlement::Rejected(Rejection::NotFound);
         };
         if r.state != TaskState::Running {
@@ -323,8 +294,7 @@ impl QueueState {
         }
         let (attempt, max, worker, started) =
             (r.attempt, r.max_retries, r.worker_id.clone(), r.started_at);
-        let state =
-            self.apply_failure(now, &f.task_id, attempt, max, &f.error, f.retryable, policy);
+        let state = self.apply_failure(now, &k, attempt, max, &f.error, f.retryable, policy);
         if let Some(w) = worker {
             self.outcomes.push(Outcome {
                 worker: w,
@@ -339,14 +309,14 @@ impl QueueState {
     fn apply_failure(
         &mut self,
         now: i64,
-        id: &str,
+        k: &TaskKey,
         attempt: u32,
         max_retries: u32,
         error: &str,
         retryable: bool,
         policy: &RetryPolicy,
     ) -> TaskState {
-        let r = self.touch(id).expect("caller checked");
+        let r = self.touch(k).expect("caller checked");
         r.lease_expires_at = None;
         r.deadline_at = None;
         r.updated_at = now;
@@ -363,13 +333,13 @@ impl QueueState {
                 error.to_string()
             });
             r.finished_at = Some(now);
-            self.cascade_dead(now, id);
+            self.cascade_dead(now, k);
             TaskState::Dead
         }
     }
 
-    fn requeue_lost(&mut self, now: i64, id: &str, reason: &str) -> TaskState {
-        let r = self.touch(id).expect("caller checked");
+    fn requeue_lost(&mut self, now: i64, k: &TaskKey, reason: &str) -> TaskState {
+        let r = self.touch(k).expect("caller checked");
         r.lease_expires_at = None;
         r.deadline_at = None;
         r.updated_at = now;
@@ -377,7 +347,7 @@ impl QueueState {
             r.state = TaskState::Dead;
             r.error = Some(format!("{reason} (gave up after {} attempts)", r.attempt));
             r.finished_at = Some(now);
-            self.cascade_dead(now, id);
+            self.cascade_dead(now, k);
             TaskState::Dead
         } else {
             r.state = TaskState::Pending;
@@ -387,21 +357,20 @@ impl QueueState {
         }
     }
 
-    /// Every pending/failed task that (transitively) depends on `root` becomes dead.
-    fn cascade_dead(&mut self, now: i64, root: &str) {
-        let mut queue = VecDeque::from([root.to_string()]);
+    /// Every pending/failed task of the same tenant that (transitively) depends on `root`
+    /// becomes dead.
+    fn cascade_dead(&mut self, now: i64, root: &TaskKey) {
+        let mut queue = VecDeque::from([root.clone()]);
         while let Some(dep) = queue.pop_front() {
-            let dependents: Vec<String> = self
-                .tasks
-                .values()
-                .filter(|r| r.depends_on.contains(&dep))
-                .filter(|r| matches!(r.state, TaskState::Pending | TaskState::Failed))
-                .map(|r| r.id.clone())
+            let dependents: Vec<TaskKey> = self
+                .dependents(&dep)
+                .filter(|r| r.queued())
+                .map(TaskRecord::key)
                 .collect();
             for d in dependents {
                 let r = self.touch(&d).expect("listed above");
                 r.state = TaskState::Dead;
-                r.error = Some(format!("dependency {dep} will never complete"));
+                r.error = Some(format!("dependency {} will never complete", dep.id));
                 r.finished_at = Some(now);
                 r.updated_at = now;
                 queue.push_back(d);
@@ -410,87 +379,63 @@ impl QueueState {
     }
 
     pub fn cancel(&mut self, now: i64, tenant: &str, id: &str) -> bool {
-        let ok = self.tasks.get(id).is_some_and(|r| {
-            r.tenant == tenant
-                && matches!(
-                    r.state,
-                    TaskState::Pending | TaskState::Failed | TaskState::Running
-                )
+        let k = key(tenant, id);
+        let ok = self.tasks.get(&k).is_some_and(|r| {
+            matches!(
+                r.state,
+                TaskState::Pending | TaskState::Failed | TaskState::Running
+            )
         });
         if !ok {
             return false;
         }
-        let r = self.touch(id).expect("checked above");
+        let r = self.touch(&k).expect("checked above");
         r.state = TaskState::Cancelled;
         r.finished_at = Some(now);
         r.updated_at = now;
         r.lease_expires_at = None;
         r.deadline_at = None;
-        self.cascade_dead(now, id);
-        true
-    }
-
-    pub fn retry_dead(&mut self, now: i64, tenant: &str, id: &str) -> bool {
-        let Some(r) = self.tasks.get(id) else {
-            return false;
-        };
-        // A task whose dependency is itself dead would sit pending forever: retry that first.
-        let blocked = r.depends_on.iter().any(|d| {
-            self.tasks
-                .get(d)
-                .is_some_and(|x| matches!(x.state, TaskState::Dead | TaskState::Cancelled))
-        });
-        if r.tenant != tenant || r.state != TaskState::Dead || blocked {
-            return false;
-        }
-        let r = self.touch(id).expect("checked above");
-        r.state = TaskState::Pending;
-        r.attempt = 0;
-        r.error = None;
-        r.run_at = now;
-        r.updated_at = now;
-        r.finished_at = None;
-        self.wake = true;
+        self.cascade_dead(now, &k);
         true
     }
 
     pub fn requeue_worker_tasks(&mut self, now: i64, worker: &str) -> u64 {
-        let ids: Vec<String> = self
+        let keys: Vec<TaskKey> = self
             .tasks
             .values()
             .filter(|r| r.state == TaskState::Running && r.worker_id.as_deref() == Some(worker))
-            .map(|r| r.id.clone())
+            .map(TaskRecord::key)
             .collect();
-        for id in &ids {
-            self.requeue_lost(now, id, &format!("worker {worker} lost"));
+        for k in &keys {
+            self.requeue_lost(now, k, &format!("worker {worker} lost"));
         }
-        self.wake |= !ids.is_empty();
-        ids.len() as u64
+        self.wake |= !keys.is_empty();
+        keys.len() as u64
     }
 
     /// Requeues (dead if out of attempts) every task of `worker` still running under an
     /// incarnation other than `incarnation`: that process was replaced by a new start under the
     /// same name, so its runs are lost.
     pub fn requeue_replaced(&mut self, now: i64, worker: &str, incarnation: u64) -> u64 {
-        let lost: Vec<(String, u64)> = self
+        let lost: Vec<(TaskKey, u64)> = self
             .tasks
             .values()
             .filter(|r| r.state == TaskState::Running && r.worker_id.as_deref() == Some(worker))
             .filter(|r| r.worker_incarnation != incarnation)
-            .map(|r| (r.id.clone(), r.worker_incarnation))
+            .map(|r| (r.key(), r.worker_incarnation))
             .collect();
-        for (id, old) in &lost {
+        for (k, old) in &lost {
             let reason = format!(
                 "worker {worker} restarted (incarnation {old} replaced by {incarnation}); the task's run was lost"
             );
-            self.requeue_lost(now, id, &reason);
+            self.requeue_lost(now, k, &reason);
         }
         self.wake |= !lost.is_empty();
         lost.len() as u64
     }
 
     pub fn reap_expired(&mut self, now: i64, policy: &RetryPolicy) -> ReapReport {
-        let expired: Vec<String> = self
+        let expired: Vec<TaskKey> = self
             .tasks
             .values()
             .filter(|r| r.state == TaskState::Running)
@@ -498,14 +443,14 @@ impl QueueState {
                 r.lease_expires_at.is_some_and(|l| l <= now)
                     || r.deadline_at.is_some_and(|d| d <= now)
             })
-            .map(|r| r.id.clone())
+            .map(TaskRecord::key)
             .collect();
         let mut report = ReapReport {
             skipped: self.skipped,
             ..ReapReport::default()
         };
-        for id in expired {
-            let r = &self.tasks[&id];
+        for k in expired {
+            let r = &self.tasks[&k];
             let (attempt, max, worker, started, timeout, deadline) = (
                 r.attempt,
                 r.max_retries,
@@ -525,10 +470,10 @@ impl QueueState {
                     });
                 }
                 let msg = format!("timed out after {timeout} ms");
-                self.apply_failure(now, &id, attempt, max, &msg, true, policy)
+                self.apply_failure(now, &k, attempt, max, &msg, true, policy)
             } else {
                 let who = worker.as_deref().unwrap_or("?");
-                self.requeue_lost(now, &id, &format!("lease of worker {who} expired"))
+                self.requeue_lost(now, &k, &format!("lease of worker {who} expired"))
             };
             match state {
                 TaskState::Pending => report.requeued += 1,
@@ -538,11 +483,5 @@ impl QueueState {
         }
         self.wake |= report.requeued > 0;
         report
-    }
-
-    pub fn set_issue(&mut self, id: &str, number: u64) {
-        if let Some(r) = self.touch(id) {
-            r.issue = Some(number);
-        }
     }
 }

@@ -9,8 +9,11 @@
 //! GitHub has no transaction spanning two refs, so stats can lag a settlement if the process dies
 //! in between) and wakes subscribers. It never decides anything from an issue's labels.
 
+mod fair;
 pub mod logic;
+pub mod quota;
 pub mod record;
+mod submit;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -115,6 +118,25 @@ impl GithubQueue {
         .await
     }
 
+    /// Inserts or replaces a tenant's settings (no commit if they are already stored); returns
+    /// the revision now stored.
+    pub async fn put_tenant(&self, s: &TenantSettings) -> StoreResult<u64> {
+        self.txn("tenant settings", |st, _| {
+            st.wake |= st.put_tenant(s);
+            Ok(st.tenants.get(&s.tenant).map_or(0, |f| f.revision))
+        })
+        .await
+    }
+
+    pub async fn get_tenant(&self, tenant: &str) -> StoreResult<Option<TenantSettings>> {
+        Ok(self.read().await?.settings(tenant).cloned())
+    }
+
+    /// The tenant's queued and running tasks.
+    pub async fn tally(&self, tenant: &str) -> StoreResult<quota::Tally> {
+        Ok(self.read().await?.tally(tenant))
+    }
+
     /// Enqueues people's issue submissions (see [`Issues::submissions`]); returns the new ids.
     /// Safe to run from every worker: the task id is derived from the issue number, so a second
     /// importer finds it present and skips it.
@@ -130,10 +152,10 @@ impl GithubQueue {
             .txn("import issue submissions", |st, now| {
                 let mut ids = Vec::new();
                 for (number, id, task) in &subs {
-                    if st.tasks.contains_key(id) {
+                    if st.get(&task.tenant, id).is_some() {
                         continue;
                     }
-                    let map = BTreeMap::from([(id.clone(), *number)]);
+                    let map = BTreeMap::from([(logic::key(&task.tenant, id), *number)]);
                     match st.enqueue(
                         now,
                         std::slice::from_ref(task),
@@ -172,10 +194,12 @@ impl QueueStore for GithubQueue {
             let mut dry = self.read().await?;
             dry.enqueue(self.clock.now_ms(), tasks, &ids, &BTreeMap::new())?;
             for (t, id) in tasks.iter().zip(&ids) {
-                let state = dry.tasks.get(id).map_or(TaskState::Pending, |r| r.state);
+                let state = dry
+                    .get(&t.tenant, id)
+                    .map_or(TaskState::Pending, |r| r.state);
                 match issues.open(id, t, state).await {
                     Ok(n) => {
-                        issue_numbers.insert(id.clone(), n);
+                        issue_numbers.insert(logic::key(&t.tenant, id), n);
                     }
                     Err(e) => {
                         let opened: Vec<u64> = issue_numbers.values().copied().collect();
@@ -208,14 +232,15 @@ impl QueueStore for GithubQueue {
 
     async fn renew_lease(
         &self,
-        _tenant: &str,
+        tenant: &str,
         task_id: &str,
         fence: u64,
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>> {
         validate_lease(lease_ms)?;
+        let k = logic::key(tenant, task_id);
         self.txn("renew lease", |st, now| {
-            Ok(st.renew_lease(now, task_id, fence, lease_ms))
+            Ok(st.renew_lease(now, &k, fence, lease_ms))
         })
         .await
     }
@@ -258,18 +283,14 @@ impl QueueStore for GithubQueue {
 
     async fn retry_dead(&self, tenant: &str, task_id: &str) -> StoreResult<bool> {
         self.txn("retry from DLQ", |st, now| {
-            Ok(st.retry_dead(now, tenant, task_id))
+            st.retry_dead(now, tenant, task_id)
         })
         .await
     }
 
     async fn get_task(&self, tenant: &str, task_id: &str) -> StoreResult<Option<Task>> {
         let st = self.read().await?;
-        Ok(st
-            .tasks
-            .get(task_id)
-            .filter(|r| r.tenant == tenant)
-            .map(|r| r.to_task()))
+        Ok(st.get(tenant, task_id).map(|r| r.to_task()))
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
@@ -300,13 +321,14 @@ impl QueueStore for GithubQueue {
             TaskOrder::Newest => recs.sort_by_key(|r| std::cmp::Reverse(r.seq)),
         }
         if let Some(after) = &filter.after {
-            let Some(anchor) = st.tasks.values().find(|r| {
-                r.id == after.id
-                    && r.tenant == after.tenant
-                    && filter.tenant.as_ref().is_none_or(|t| *t == r.tenant)
-            }) else {
+            let Some(anchor) = st
+                .tasks
+                .get(after)
+                .filter(|r| filter.tenant.as_ref().is_none_or(|t| *t == r.tenant))
+            else {
                 return Err(StoreError::Invalid(format!(
-                    "no task {after:?} to list after"
+                    "no task {}/{} to list after",
+                    after.tenant, after.id
                 )));
             };
             let seq = anchor.seq;

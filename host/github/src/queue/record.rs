@@ -1,11 +1,19 @@
-//! The task record: one JSON file `tasks/<enc id>.json` in the queue document. It is the
-//! authority on a task's state, fence and lease; the task's issue only mirrors it. Conversions
-//! to and from the contract's [`Task`] live here and nowhere else.
+//! The task record: one JSON file `tasks/<enc tenant>/<enc id>.json` in the queue document (a
+//! task's identity is `(tenant, id)`). It is the authority on a task's state, fence and lease;
+//! the task's issue only mirrors it. Conversions to and from the contract's [`Task`] live here
+//! and nowhere else.
+//!
+//! Layout history (append-only; every store ever written still opens):
+//! 1. `tasks/<enc id>.json`: ids were unique across tenants. Such a *legacy* record is still read
+//!    (its file name has no `/` after `tasks/`; the record itself names its tenant), and the
+//!    first transaction that changes it moves it to the layout-2 path in the same commit.
+//! 2. `tasks/<enc tenant>/<enc id>.json`, plus the optional fair-share stamps `vt`/`vt_at`
+//!    (absent in older records, which then simply carry no fairness history).
 
 use std::collections::BTreeMap;
 
 use sentinel_coord::StoreError;
-use sentinel_coord::model::{Affinity, Task, TaskState};
+use sentinel_coord::model::{Affinity, Task, TaskKey, TaskState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -14,8 +22,19 @@ use crate::codec::{bytes_to_json, enc, json_to_bytes};
 pub const TASKS_DIR: &str = "tasks/";
 pub const META_PATH: &str = "meta.json";
 
-pub fn task_path(id: &str) -> String {
+/// Where a task's record lives (layout 2).
+pub fn task_path(key: &TaskKey) -> String {
+    format!("{TASKS_DIR}{}/{}.json", enc(&key.tenant), enc(&key.id))
+}
+
+/// Where a layout-1 record of task `id` lived (ids were unique across tenants then).
+pub fn legacy_task_path(id: &str) -> String {
     format!("{TASKS_DIR}{}.json", enc(id))
+}
+
+/// Whether `path` (under [`TASKS_DIR`]) is a layout-1 record.
+pub fn is_legacy_path(path: &str) -> bool {
+    !path[TASKS_DIR.len().min(path.len())..].contains('/')
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +71,16 @@ pub struct TaskRecord {
     pub affinity: Affinity,
     /// The mirroring issue's number, if one was opened.
     pub issue: Option<u64>,
+    /// Fair share (see `queue/fair.rs`): the tenant's virtual time after this task was claimed,
+    /// or after the tenant was raised when this task made it backlogged. A tenant's virtual time
+    /// is the largest `vt` of its records: it only ever grows, so no separate file (and no
+    /// extra request) is needed to keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vt: Option<i64>,
+    /// The virtual time this task was claimed at (before the advance). The store's virtual
+    /// clock is the largest `vt_at` of all records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vt_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -60,6 +89,15 @@ pub struct QueueMeta {
 }
 
 impl TaskRecord {
+    pub fn key(&self) -> TaskKey {
+        TaskKey::new(self.tenant.clone(), self.id.clone())
+    }
+
+    /// Pending, or failed awaiting a retry: what `max_queued` counts.
+    pub fn queued(&self) -> bool {
+        matches!(self.state, TaskState::Pending | TaskState::Failed)
+    }
+
     pub fn payload_bytes(&self) -> Vec<u8> {
         json_to_bytes(&self.payload).unwrap_or_default()
     }
