@@ -83,18 +83,18 @@ pub async fn gate(
     req.extensions_mut().insert(caller);
     let response = next.run(req).await;
     let status = response.status();
-    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied() {
-        if matches!(status.as_u16(), 401 | 403 | 429) {
-            audit::refused(
-                &state.metrics,
-                &who,
-                &tenant,
-                &action,
-                status.as_u16(),
-                code,
-            );
-            return response;
-        }
+    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied()
+        && matches!(status.as_u16(), 401 | 403 | 429)
+    {
+        audit::refused(
+            &state.metrics,
+            &who,
+            &tenant,
+            &action,
+            status.as_u16(),
+            code,
+        );
+        return response;
     }
     if audited_admin {
         audit::admin_action(&state.metrics, &who, &tenant, &action, status.as_u16());
