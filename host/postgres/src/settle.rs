@@ -97,7 +97,8 @@ fn rejection(current: Option<&(TaskState, u64)>, fence: u64) -> Rejection {
 /// round), so a task settled twice in one batch is judged the second time against the first's
 /// result, as a sequential store would.
 fn rounds<T>(items: &[T], id: impl Fn(&T) -> (&str, &str)) -> Vec<Vec<usize>> {
-    let mut rounds: Vec<(HashSet<(&str, &str)>, Vec<usize>)> = Vec::new();
+    type Round<'k> = (HashSet<(&'k str, &'k str)>, Vec<usize>);
+    let mut rounds: Vec<Round> = Vec::new();
     for (i, it) in items.iter().enumerate() {
         let key = id(it);
         match rounds.iter_mut().find(|(seen, _)| !seen.contains(&key)) {
