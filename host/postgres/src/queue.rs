@@ -343,7 +343,7 @@ impl QueueStore for PgStore {
         lease_ms: u64,
     ) -> StoreResult<Result<i64, Rejection>> {
         validate_lease(lease_ms)?;
-        settle::renew_lease(self, tenant, task_id, fence, lease_ms).await
+        recover::renew_lease(self, tenant, task_id, fence, lease_ms).await
     }
 
     /// The heartbeat's piggyback, committed like the heartbeat without waiting for the WAL

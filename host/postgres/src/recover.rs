@@ -1,16 +1,18 @@
-//! Recovery SQL: requeue of a lost or replaced worker's tasks and the expiry sweep, on top of
-//! the transitions of [`crate::settle`]. Rows are locked (`FOR UPDATE`, in (tenant, id) order)
-//! before they are decided; the sweep skips rows locked by their settling worker.
+//! Lease and recovery SQL: lease renewal, requeue of a lost or replaced worker's tasks and the
+//! expiry sweep, on top of the transitions of [`crate::settle`]. Rows are locked (`FOR UPDATE`,
+//! in (tenant, id) order) before they are decided; the sweep skips rows locked by their settling
+//! worker.
 
 use std::collections::HashMap;
 
 use sentinel_coord::model::*;
 use sentinel_coord::{StoreResult, Topic};
 
-use crate::codec::u32_col;
+use crate::codec::{ms_param, u32_col};
 use crate::error::OpError;
 use crate::settle::{
-    Transition, Tx, add_outcomes, apply, failure_transition, lost_transition, notify_tasks,
+    Transition, Tx, add_outcomes, apply, failure_transition, key, lost_transition, notify_tasks,
+    rejection, rejections,
 };
 use crate::store::{PgStore, with_conn};
 
@@ -169,4 +171,34 @@ pub(crate) async fn reap_expired(store: &PgStore, policy: &RetryPolicy) -> Store
         store.wake_local(Topic::Tasks);
     }
     Ok(report)
+}
+
+pub(crate) async fn renew_lease(
+    store: &PgStore,
+    tenant: &str,
+    task_id: &str,
+    fence: u64,
+    lease_ms: u64,
+) -> StoreResult<Result<i64, Rejection>> {
+    let now = store.now_param();
+    let f = fence as i64;
+    let lease = ms_param(lease_ms);
+    with_conn!(store, |c| {
+        let stmt = c
+            .prepare_cached(
+                "UPDATE tasks SET lease_expires_at = clk.now + $3::int8, updated_at = clk.now
+                 FROM (SELECT sentinel_now_ms($4::int8) AS now) clk
+                 WHERE tenant = $5 AND id = $1 AND state = 'running' AND fence = $2
+                 RETURNING lease_expires_at",
+            )
+            .await?;
+        if let Some(r) = c
+            .query_opt(&stmt, &[&task_id, &f, &lease, &now, &tenant])
+            .await?
+        {
+            return Ok(Ok(r.get(0)));
+        }
+        let current = rejections(&**c, &[(tenant, task_id)]).await?;
+        Ok(Err(rejection(current.get(&key(tenant, task_id)), fence)))
+    })
 }

@@ -1,5 +1,5 @@
-//! Settlement SQL: complete, fail, cancel, retry from the dead-letter queue, lease renewal, and
-//! the transitions [`crate::recover`] shares. A task is named by (tenant, id) everywhere;
+//! Settlement SQL: complete, fail, cancel, retry from the dead-letter queue, and the
+//! transitions [`crate::recover`] shares. A task is named by (tenant, id) everywhere;
 //! dependencies never cross tenants. Every change of a running task is
 //! conditioned on `state = 'running' AND fence = <presented>` evaluated on the row's latest
 //! version (PostgreSQL re-checks the condition after waiting for a concurrent writer), which is
@@ -56,12 +56,12 @@ ORDER BY i.ord";
 /// A task's identity: (tenant, id).
 pub(crate) type Key = (String, String);
 
-fn key(tenant: &str, id: &str) -> Key {
+pub(crate) fn key(tenant: &str, id: &str) -> Key {
     (tenant.to_string(), id.to_string())
 }
 
 /// Why a settlement that needs "running with this fence" did not match, for each key.
-async fn rejections(
+pub(crate) async fn rejections(
     c: &impl tokio_postgres::GenericClient,
     keys: &[(&str, &str)],
 ) -> Result<HashMap<Key, (TaskState, u64)>, OpError> {
@@ -85,7 +85,7 @@ async fn rejections(
     Ok(out)
 }
 
-fn rejection(current: Option<&(TaskState, u64)>, fence: u64) -> Rejection {
+pub(crate) fn rejection(current: Option<&(TaskState, u64)>, fence: u64) -> Rejection {
     match current {
         None => Rejection::NotFound,
         Some(&(TaskState::Running, cur)) if cur != fence => Rejection::StaleFence { current: cur },
@@ -97,7 +97,8 @@ fn rejection(current: Option<&(TaskState, u64)>, fence: u64) -> Rejection {
 /// round), so a task settled twice in one batch is judged the second time against the first's
 /// result, as a sequential store would.
 fn rounds<T>(items: &[T], id: impl Fn(&T) -> (&str, &str)) -> Vec<Vec<usize>> {
-    let mut rounds: Vec<(HashSet<(&str, &str)>, Vec<usize>)> = Vec::new();
+    type Round<'k> = (HashSet<(&'k str, &'k str)>, Vec<usize>);
+    let mut rounds: Vec<Round> = Vec::new();
     for (i, it) in items.iter().enumerate() {
         let key = id(it);
         match rounds.iter_mut().find(|(seen, _)| !seen.contains(&key)) {
@@ -582,36 +583,6 @@ pub(crate) async fn retry_dead(store: &PgStore, tenant: &str, task_id: &str) -> 
         store.wake_local(Topic::Tasks);
     }
     Ok(revived)
-}
-
-pub(crate) async fn renew_lease(
-    store: &PgStore,
-    tenant: &str,
-    task_id: &str,
-    fence: u64,
-    lease_ms: u64,
-) -> StoreResult<Result<i64, Rejection>> {
-    let now = store.now_param();
-    let f = fence as i64;
-    let lease = ms_param(lease_ms);
-    with_conn!(store, |c| {
-        let stmt = c
-            .prepare_cached(
-                "UPDATE tasks SET lease_expires_at = clk.now + $3::int8, updated_at = clk.now
-                 FROM (SELECT sentinel_now_ms($4::int8) AS now) clk
-                 WHERE tenant = $5 AND id = $1 AND state = 'running' AND fence = $2
-                 RETURNING lease_expires_at",
-            )
-            .await?;
-        if let Some(r) = c
-            .query_opt(&stmt, &[&task_id, &f, &lease, &now, &tenant])
-            .await?
-        {
-            return Ok(Ok(r.get(0)));
-        }
-        let current = rejections(&**c, &[(tenant, task_id)]).await?;
-        Ok(Err(rejection(current.get(&key(tenant, task_id)), fence)))
-    })
 }
 
 #[cfg(test)]
