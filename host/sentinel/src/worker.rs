@@ -15,13 +15,16 @@ use sentinel_coord::Store;
 use sentinel_coord::Topic;
 use sentinel_coord::model::{ClaimRequest, Completion, Failure, RetryPolicy, Settlement, Task};
 use sentinel_runtime::{PluginFolder, ProgressSink, SandboxError, TaskServices};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::cancels::CancelBoard;
 use crate::metrics::Metrics;
 
 /// Most results written in one store transaction.
 const SETTLE_BATCH: usize = 512;
+
+/// Results a host may hold unwritten, per task slot.
+const UNSETTLED_PER_SLOT: usize = 4;
 
 /// Progress of tasks running on this host, as last reported by their plugins.
 #[derive(Default)]
@@ -105,6 +108,10 @@ impl Worker {
         let ctx = Arc::new(ctx);
         let active = Arc::new(AtomicU32::new(0));
         let slots = Arc::new(Semaphore::new(ctx.max_tasks as usize));
+        // Results waiting to be written hold a permit until they are: the host never holds
+        // more than this many, and a claim waits rather than piling results up behind a slow
+        // store (which would delay every tenant's completions, and grow without bound).
+        let unsettled = Arc::new(Semaphore::new(UNSETTLED_PER_SLOT * ctx.max_tasks as usize));
         let (stop_claiming, stopped) = watch::channel(false);
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let settler = tokio::spawn(settle_loop(ctx.clone(), settle_rx));
@@ -112,6 +119,7 @@ impl Worker {
             ctx.clone(),
             active.clone(),
             slots.clone(),
+            unsettled,
             stopped,
             settle_tx,
         ));
@@ -156,8 +164,9 @@ async fn claim_loop(
     ctx: Arc<WorkerContext>,
     active: Arc<AtomicU32>,
     slots: Arc<Semaphore>,
+    unsettled: Arc<Semaphore>,
     mut stopped: watch::Receiver<bool>,
-    settle: mpsc::UnboundedSender<Settle>,
+    settle: mpsc::UnboundedSender<(Settle, OwnedSemaphorePermit)>,
 ) {
     let mut wake = ctx.store.subscribe(Topic::Tasks);
     let mut backoff = Duration::from_millis(50);
@@ -174,12 +183,25 @@ async fn claim_loop(
         while let Ok(p) = slots.clone().try_acquire_owned() {
             permits.push(p);
         }
+        // As many results may be pending as there are unsettled permits.
+        let first = tokio::select! {
+            permit = unsettled.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            _ = stopped.changed() => break,
+        };
+        let mut results = vec![first];
+        while results.len() < permits.len() {
+            match unsettled.clone().try_acquire_owned() {
+                Ok(p) => results.push(p),
+                Err(_) => break,
+            }
+        }
+        permits.truncate(results.len());
         let task_types = ctx
             .task_types
             .clone()
             .unwrap_or_else(|| ctx.folder.task_types());
         if task_types.is_empty() {
-            drop(permits);
+            drop((permits, results));
             wait_for_work(&ctx, &mut wake, &mut stopped).await;
             continue;
         }
@@ -200,18 +222,22 @@ async fn claim_loop(
             Err(e) => {
                 // The store is unreachable or failing: keep running what we have, retry later.
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
-                drop(permits);
+                drop((permits, results));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         if claimed.is_empty() {
-            drop(permits);
+            drop((permits, results));
             wait_for_work(&ctx, &mut wake, &mut stopped).await;
             continue;
         }
-        for (task, permit) in claimed.into_iter().zip(permits.drain(..)) {
+        for ((task, permit), result_permit) in claimed
+            .into_iter()
+            .zip(permits.drain(..))
+            .zip(results.drain(..))
+        {
             active.fetch_add(1, Ordering::Relaxed);
             ctx.metrics.tasks_running_here.inc();
             let (ctx, active, settle) = (ctx.clone(), active.clone(), settle.clone());
@@ -220,7 +246,7 @@ async fn claim_loop(
                 let interrupt = ctx.cancels.start(&tenant, &task_id);
                 let result = run_task(&ctx, task, &interrupt).await;
                 ctx.cancels.finish(&tenant, &task_id);
-                let _ = settle.send(result);
+                let _ = settle.send((result, result_permit));
                 ctx.progress.remove(&tenant, &task_id);
                 active.fetch_sub(1, Ordering::Relaxed);
                 ctx.metrics.tasks_running_here.dec();
@@ -372,12 +398,17 @@ async fn run_task(
     }
 }
 
-async fn settle_loop(ctx: Arc<WorkerContext>, mut rx: mpsc::UnboundedReceiver<Settle>) {
+async fn settle_loop(
+    ctx: Arc<WorkerContext>,
+    mut rx: mpsc::UnboundedReceiver<(Settle, OwnedSemaphorePermit)>,
+) {
     let mut done = Vec::new();
     let mut failed = Vec::new();
+    let mut held = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        while let Some(item) = next {
+        while let Some((item, permit)) = next {
+            held.push(permit);
             match item {
                 Settle::Done(c) => done.push(c),
                 Settle::Failed(f) => failed.push(f),
@@ -402,6 +433,8 @@ async fn settle_loop(ctx: Arc<WorkerContext>, mut rx: mpsc::UnboundedReceiver<Se
             )
             .await;
         }
+        // Written (or refused for good): room for the next claims.
+        held.clear();
     }
 }
 
