@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sentinel::client::Client;
@@ -14,26 +14,6 @@ use sentinel::config::{Overrides, Settings};
 use sentinel::node::Node;
 use serde_json::{Value, json};
 use support::*;
-
-/// A folder with the hostile plugin and `echo`.
-fn plugin_folder(dir: &Path) -> PathBuf {
-    let folder = dir.join("plugins");
-    std::fs::create_dir_all(&folder).unwrap();
-    let guests = sentinel_guest_build::build_once();
-    for (from, name) in [
-        (&guests.hostile_dir, "hostile"),
-        (&guests.plugins_dir, "echo"),
-    ] {
-        for ext in ["wasm", "toml"] {
-            std::fs::copy(
-                from.join(format!("{name}.{ext}")),
-                folder.join(format!("{name}.{ext}")),
-            )
-            .unwrap();
-        }
-    }
-    folder
-}
 
 async fn start(dir: &Path, id: &str, edit: impl FnOnce(&mut Overrides)) -> (Node, Client) {
     let data = dir.join(id);
@@ -49,7 +29,7 @@ async fn start(dir: &Path, id: &str, edit: impl FnOnce(&mut Overrides)) -> (Node
         data_dir: Some(data),
         store: Some(format!("sqlite://{}", dir.join("store.db").display())),
         listen: Some("127.0.0.1:0".into()),
-        plugins: Some(plugin_folder(dir)),
+        plugins: Some(plugin_folder(dir, &["hostile"], &["echo"])),
         worker_id: Some(id.into()),
         heartbeat_interval_ms: Some(500),
         ..Default::default()

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use sentinel::client::{ApiFailure, Client};
@@ -21,27 +21,6 @@ struct Tokens {
     a: String,
     b: String,
     admin: String,
-}
-
-/// A folder with the hostile plugin, `echo` and `sha256`.
-fn plugin_folder(dir: &Path) -> PathBuf {
-    let folder = dir.join("plugins");
-    std::fs::create_dir_all(&folder).unwrap();
-    let guests = sentinel_guest_build::build_once();
-    for (from, name) in [
-        (&guests.hostile_dir, "hostile"),
-        (&guests.plugins_dir, "echo"),
-        (&guests.plugins_dir, "sha256"),
-    ] {
-        for ext in ["wasm", "toml"] {
-            std::fs::copy(
-                from.join(format!("{name}.{ext}")),
-                folder.join(format!("{name}.{ext}")),
-            )
-            .unwrap();
-        }
-    }
-    folder
 }
 
 /// A host with tenants `a` and `b` and an admin; `tenants` is the `tenants` section.
@@ -66,7 +45,7 @@ async fn start(dir: &Path, tenants: Value) -> (Node, Tokens) {
         config_file: Some(path),
         data_dir: Some(dir.join("data")),
         listen: Some("127.0.0.1:0".into()),
-        plugins: Some(plugin_folder(dir)),
+        plugins: Some(plugin_folder(dir, &["hostile"], &["echo", "sha256"])),
         worker_id: Some("tenancy-host".into()),
         heartbeat_interval_ms: Some(500),
         ..Default::default()

@@ -25,6 +25,25 @@ pub fn plugins_dir() -> &'static Path {
     &sentinel_guest_build::build_once().plugins_dir
 }
 
+/// A plugin folder in `dir` holding the named test guests (`hostile`, ...) and example plugins.
+pub fn plugin_folder(dir: &Path, test_guests: &[&str], examples: &[&str]) -> PathBuf {
+    let folder = dir.join("plugins");
+    std::fs::create_dir_all(&folder).unwrap();
+    let guests = sentinel_guest_build::build_once();
+    let from_guests = test_guests.iter().map(|n| (&guests.hostile_dir, n));
+    let from_examples = examples.iter().map(|n| (&guests.plugins_dir, n));
+    for (from, name) in from_guests.chain(from_examples) {
+        for ext in ["wasm", "toml"] {
+            std::fs::copy(
+                from.join(format!("{name}.{ext}")),
+                folder.join(format!("{name}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    folder
+}
+
 /// Starts a worker on `store` and waits until it serves HTTP.
 pub fn spawn_worker(id: &str, store: &str, dir: &Path, max_tasks: u32) -> Host {
     let data = dir.join(id);
