@@ -426,7 +426,7 @@ impl Settings {
         policy.allow_memory = s.allow_memory.unwrap_or(false);
         policy.require_sha256_pin = s.require_sha256_pin.unwrap_or(false);
 
-        let tenancy = crate::tenancy::config::resolve(&file.auth, &file.tenants, validate_id)?;
+        let tenancy = crate::tenancy::config::resolve(&file.auth, &file.tenants, validate_tenant)?;
         if !listen.ip().is_loopback() && !tenancy.auth_enabled() && !o.insecure_no_auth {
             bail!(
                 "listen: {listen} is reachable from other machines and no API tokens are configured, so anyone who reaches it could run code on this fleet. Create an admin token with `sentinel tokens new --tenant ops --admin` and paste the printed entry into the config file's auth.tokens (or listen on 127.0.0.1); --insecure-no-auth runs without authentication anyway"
@@ -569,6 +569,21 @@ pub fn valid_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+}
+
+/// Whether `name` may name a tenant: a valid id, and not reserved for the host's own use
+/// (names starting with `__`, such as the system tenant that carries cancellation notices).
+pub fn valid_tenant(name: &str) -> bool {
+    valid_id(name) && !name.starts_with("__")
+}
+
+/// Validates a tenant name from the configuration, naming the key.
+pub fn validate_tenant(key: &str, name: &str) -> anyhow::Result<()> {
+    validate_id(key, name)?;
+    if name.starts_with("__") {
+        bail!("{key}: {name:?} is reserved (tenant names starting with `__` are the host's own)");
+    }
+    Ok(())
 }
 
 fn validate_id(key: &str, id: &str) -> anyhow::Result<()> {

@@ -232,6 +232,16 @@ async fn no_token_or_a_bad_one_is_refused_everywhere_but_health() {
         );
         assert_eq!(c.get("/health").await.unwrap()["status"], "healthy");
     }
+    // The scheme is case-insensitive; the token is not.
+    let raw = reqwest::Client::new();
+    let url = format!("http://{}/v1/tasks", node.local_addr);
+    let ok = raw
+        .get(&url)
+        .header("authorization", format!("bearer {}", t.a))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
     // Nothing was stored by the refused submissions.
     let admin = client(&node, Some(&t.admin));
     assert_eq!(admin.get("/v1/tasks").await.unwrap()["tasks"], json!([]));
@@ -294,6 +304,10 @@ async fn an_admin_acts_on_any_tenant_by_naming_it() {
     let failure = err.downcast_ref::<ApiFailure>().unwrap();
     assert_eq!(failure.status, 400);
     assert!(failure.message.contains("X-Sentinel-Tenant"), "{failure:?}");
+    // The host's own tenant (cancellation notices) is out of reach, even for an admin.
+    let system = admin_on(&node, &t.admin, sentinel_coord::model::SYSTEM_TENANT);
+    let err = system.get("/v1/memory/cancels").await.unwrap_err();
+    assert_eq!(err.downcast_ref::<ApiFailure>().unwrap().status, 400);
     node.shutdown(Duration::from_secs(5)).await;
 }
 

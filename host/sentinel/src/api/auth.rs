@@ -133,7 +133,11 @@ fn resolve(
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                // The scheme is case-insensitive (RFC 9110).
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .map(str::trim)
             .unwrap_or_default();
         match tenancy.tokens.lookup(token) {
@@ -161,13 +165,13 @@ fn resolve(
         Some(v) => Some(
             v.to_str()
                 .ok()
-                .filter(|t| crate::config::valid_id(t))
+                .filter(|t| crate::config::valid_tenant(t))
                 .ok_or_else(|| {
                     (
                         principal.to_string(),
                         ApiError::bad_request(
                             "INVALID_HEADER",
-                            "X-Sentinel-Tenant: must be 1-128 characters of letters, digits, '-', '_', '.', ':'",
+                            "X-Sentinel-Tenant: must be 1-128 characters of letters, digits, '-', '_', '.', ':', not starting with `__` (reserved)",
                         ),
                     )
                 })?

@@ -6,11 +6,7 @@ use crate::tenancy::tokens::{digest_hex, new_token};
 
 /// Prints a fresh token and its configuration fragment; the exit code.
 pub fn new(tenant: &str, admin: bool, name: Option<&str>, output: Output) -> anyhow::Result<i32> {
-    if !crate::config::valid_id(tenant) {
-        anyhow::bail!(
-            "--tenant {tenant:?}: must be 1-128 characters of letters, digits, '-', '_', '.', ':'"
-        );
-    }
+    crate::config::validate_tenant("--tenant", tenant)?;
     let role = if admin { "admin" } else { "tenant" };
     let name = name.map_or_else(|| format!("{tenant}-{role}"), str::to_string);
     let token = new_token();

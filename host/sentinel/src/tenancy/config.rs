@@ -247,8 +247,8 @@ mod tests {
     use super::*;
     use crate::tenancy::tokens::{digest_hex, new_token};
 
-    fn ids(_: &str, _: &str) -> anyhow::Result<()> {
-        Ok(())
+    fn ids(key: &str, name: &str) -> anyhow::Result<()> {
+        crate::config::validate_tenant(key, name)
     }
 
     fn parse(json: &str) -> anyhow::Result<Tenancy> {
@@ -315,6 +315,7 @@ mod tests {
                 "sandbox.cpuMs",
             ),
             (r#"{"tenants": {"a": {"sandbox": {"cpus": 1}}}}"#, "cpus"),
+            (r#"{"tenants": {"__sentinel": {}}}"#, "reserved"),
             (
                 r#"{"auth": {"tokens": [{"tenant": "a", "role": "root", "sha256": "00"}]}}"#,
                 "role",
