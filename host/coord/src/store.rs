@@ -194,9 +194,11 @@ pub trait QueueStore: Send + Sync {
     ///    [`Quota::QueuedTasks`] with `limit` = `max_queued`, `retry_after_ms: None`.
     ///
     /// Fairness bookkeeping: a tenant that had no queued task before this batch becomes
-    /// backlogged, and its virtual time (see [`QueueStore::claim`]) is raised to at least the
-    /// minimum virtual time of the other backlogged tenants, or, if no other tenant is
-    /// backlogged, to the store's virtual clock; a tenant seen for the first time starts there.
+    /// backlogged, and its virtual time (see [`QueueStore::claim`]) is raised to at least one
+    /// below the minimum virtual time of the other backlogged tenants (so it wins that tie
+    /// once, whatever the names: a light tenant is served next, not after the flooder), or, if
+    /// no other tenant is backlogged, to the store's virtual clock; a tenant seen for the first
+    /// time starts there.
     /// Idleness banks no credit.
     async fn enqueue(&self, tasks: &[NewTask]) -> StoreResult<Vec<String>>;
     /// Atomically leases up to `limit` claimable tasks to the worker: pending, or failed with

@@ -35,14 +35,14 @@ pub(crate) const SKIP: &str = "skip(tenant) AS (
 )";
 
 /// Fairness bookkeeping for the tenants of the CTE `idle(tenant)`, which had no queued task
-/// before this statement and get one: each one's virtual time is raised to at least the lowest
-/// of the backlogged tenants (as of the statement's snapshot, so not counting `idle`), or to the
+/// before this statement and get one: each one's virtual time is raised to at least just below
+/// the lowest of the backlogged tenants (so it wins that tie once, whatever the names) (as of the statement's snapshot, so not counting `idle`), or to the
 /// store's virtual clock (the largest virtual time a task was ever taken at) when no tenant is
 /// backlogged; a tenant seen for the first time gets its row there. Needs [`SKIP`].
 pub(crate) const RAISE: &str = "raise AS (
     INSERT INTO tenants AS s (tenant, vtime)
     SELECT i.tenant, COALESCE(
-        (SELECT min(b.vtime) FROM skip k JOIN tenants b ON b.tenant = k.tenant),
+        (SELECT min(b.vtime) - 1 FROM skip k JOIN tenants b ON b.tenant = k.tenant),
         (SELECT max(v.last_tag) FROM tenants v), 0)
     FROM idle i ORDER BY i.tenant
     ON CONFLICT (tenant) DO UPDATE SET vtime = GREATEST(s.vtime, EXCLUDED.vtime)

@@ -131,3 +131,17 @@ pub async fn an_idle_tenant_does_not_bank_credit(f: &dyn StoreFactory) {
     let b = seq.iter().filter(|t| *t == "B").count();
     assert!((2..=4).contains(&b), "B got {b} of 6: {seq:?}");
 }
+
+/// A tenant that becomes backlogged while another floods is served by the very next claim,
+/// whatever the names: it joins just below the flooder's virtual time, so ties never go to the
+/// name that sorts first.
+pub async fn a_newly_backlogged_tenant_is_served_next_whatever_its_name(f: &dyn StoreFactory) {
+    for (flooder, light) in [("aaa", "zzz"), ("zzz", "aaa")] {
+        let (s, _) = fresh(f).await;
+        backlog(&s, flooder, 30).await;
+        claim_sequence(&s, &[5, 5]).await;
+        backlog(&s, light, 1).await;
+        let seq = claim_sequence(&s, &[1]).await;
+        assert_eq!(seq, [light], "{light} joined while {flooder} flooded");
+    }
+}

@@ -147,6 +147,7 @@ macro_rules! conformance_tests {
             claims_alternate_between_tenants_by_weight,
             priority_orders_tasks_within_a_tenant_not_across,
             an_idle_tenant_does_not_bank_credit,
+            a_newly_backlogged_tenant_is_served_next_whatever_its_name,
         );
     };
 }

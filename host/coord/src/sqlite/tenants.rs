@@ -168,8 +168,9 @@ pub(super) fn admit_submission(
 }
 
 /// Call before tasks of `tenant` become queued: if it has none queued now, it becomes
-/// backlogged and its virtual time is raised to at least the minimum of the other backlogged
-/// tenants (or the store's virtual clock if there are none), creating its row if needed.
+/// backlogged and its virtual time is raised to at least just below the minimum of the other
+/// backlogged tenants (or the store's virtual clock if there are none), creating its row if
+/// needed.
 pub(super) fn note_backlogged(tx: &Transaction<'_>, tenant: &str) -> Result<(), StoreError> {
     if queued(tx, tenant, 1)? > 0 {
         return Ok(());
@@ -183,8 +184,10 @@ pub(super) fn note_backlogged(tx: &Transaction<'_>, tenant: &str) -> Result<(), 
             .unwrap_or(0);
         floor = Some(floor.map_or(v, |f: i64| f.min(v)));
     }
+    // Just below the lowest backlogged tenant: the newcomer wins the tie once (rather than
+    // whoever's name sorts first) and banks no more credit than that.
     let floor = match floor {
-        Some(f) => f,
+        Some(f) => (f - 1).max(0),
         None => vclock(tx)?,
     };
     tx.prepare_cached(

@@ -45,7 +45,8 @@ impl QueueState {
         let target = backlogged
             .keys()
             .filter(|t| **t != k.tenant)
-            .map(|t| self.vt_of(t))
+            // Just below: the newcomer wins the tie once, whatever the names.
+            .map(|t| self.vt_of(t).saturating_sub(1))
             .min()
             .unwrap_or(self.vclock);
         if self.vt.get(&k.tenant).is_some_and(|&v| v >= target) {
