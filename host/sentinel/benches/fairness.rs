@@ -124,8 +124,7 @@ async fn all_tasks(c: &Client) -> Vec<Value> {
     }
 }
 
-/// Completed tasks of `tenant` so far, from the host's metrics-free stats: a page of pending
-/// and running tasks being empty means all are settled.
+/// Waits until the client's tenant has no pending, running or retrying task.
 async fn wait_all_settled(c: &Client, limit: Duration) {
     let start = Instant::now();
     loop {

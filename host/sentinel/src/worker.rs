@@ -317,7 +317,7 @@ async fn run_task(
             String::from_utf8_lossy(output).into_owned(),
         ));
     }
-    let ceiling = ctx.tenancy.ceiling(&task.tenant).clone();
+    let ceiling = ctx.tenancy.ceiling(&task.tenant);
     let wit_task = sentinel_runtime::Task {
         id: task.id,
         task_type: task.task_type,
@@ -335,7 +335,7 @@ async fn run_task(
             &wit_task,
             &ctx.services,
             interrupt,
-            &ceiling,
+            ceiling,
         ),
     )
     .await;

@@ -51,17 +51,30 @@ impl Caller {
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
-/// The gate of one access group.
+/// The gate of one access group. Audit details (who, what) are formatted only when an event is
+/// written: the common request pays for one `Arc` and nothing else.
 pub async fn gate(
     State((state, access)): State<(Arc<NodeState>, Access)>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let action = action(&req);
+    let method = req.method().clone();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let action = || {
+        let path = matched.as_ref().map_or("?", |m| m.as_str());
+        format!("{method} {path}")
+    };
     let caller = match resolve(&state, req.headers(), access) {
-        Ok(caller) => caller,
+        Ok(caller) => Arc::new(caller),
         Err((who, e)) => {
-            audit::refused(&state.metrics, &who, "", &action, e.status.as_u16(), e.code);
+            audit::refused(
+                &state.metrics,
+                &who,
+                "",
+                &action(),
+                e.status.as_u16(),
+                e.code,
+            );
             let mut response = e.into_response();
             if response.status() == StatusCode::UNAUTHORIZED {
                 response.headers_mut().insert(
@@ -72,15 +85,14 @@ pub async fn gate(
             return response;
         }
     };
-    let is_write = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let is_write = !matches!(method, Method::GET | Method::HEAD);
     // An admin action: a change on an admin endpoint (also on a dev host), or, with
     // authentication on, any write by an admin and any request on another tenant's behalf.
     let auth_on = state.settings.tenancy.auth_enabled();
     let audited_admin = caller.principal.is_admin()
         && ((is_write && (access == Access::Admin || auth_on))
             || (auth_on && caller.tenant != caller.principal.tenant));
-    let (who, tenant) = (caller.principal.to_string(), caller.tenant.clone());
-    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
     let status = response.status();
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>().copied()
@@ -88,27 +100,24 @@ pub async fn gate(
     {
         audit::refused(
             &state.metrics,
-            &who,
-            &tenant,
-            &action,
+            &caller.principal.to_string(),
+            &caller.tenant,
+            &action(),
             status.as_u16(),
             code,
         );
         return response;
     }
     if audited_admin {
-        audit::admin_action(&state.metrics, &who, &tenant, &action, status.as_u16());
+        audit::admin_action(
+            &state.metrics,
+            &caller.principal.to_string(),
+            &caller.tenant,
+            &action(),
+            status.as_u16(),
+        );
     }
     response
-}
-
-/// `METHOD /route/{template}`: an action name without ids or values.
-fn action(req: &Request) -> String {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
-    format!("{} {path}", req.method())
 }
 
 fn resolve(

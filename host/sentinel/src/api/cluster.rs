@@ -250,7 +250,7 @@ pub struct LocksQuery {
 /// `GET /v1/locks` (the caller's tenant), by key (ascending by default), paged.
 pub async fn locks(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Query(q): Query<LocksQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let page = Page::parse(q.limit, q.cursor.as_deref(), q.order.as_deref(), false)?;
@@ -282,7 +282,7 @@ pub async fn locks(
 /// folder; a tenant sees only the executors it may run, each with the task types allowed to it.
 pub async fn plugins(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
 ) -> Json<serde_json::Value> {
     if caller.principal.is_admin() {
         return Json(
@@ -307,7 +307,7 @@ pub async fn plugins(
 }
 
 /// `GET /v1/whoami`: the caller's principal and the tenant it acts on.
-pub async fn whoami(Extension(caller): Extension<Caller>) -> Json<serde_json::Value> {
+pub async fn whoami(Extension(caller): Extension<Arc<Caller>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "principal": caller.principal.name,
         "role": caller.principal.role.as_str(),
@@ -350,7 +350,7 @@ pub struct PlacementRequest {
 /// would give this task, among live, healthy workers with a free slot that serve its type.
 pub async fn select_worker(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Body(body): Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = caller.tenant.clone();

@@ -46,7 +46,7 @@ pub struct ListQuery {
 /// `GET /v1/memory/{namespace}?prefix=&limit=&cursor=&order=`: by key, ascending by default.
 pub async fn list(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(ns): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -91,7 +91,7 @@ pub async fn list(
 /// `GET /v1/memory/{namespace}/{key}`.
 pub async fn get(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path((ns, key)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = caller.tenant.clone();
@@ -116,7 +116,7 @@ pub struct SetQuery {
 /// `PUT /v1/memory/{namespace}/{key}` with a JSON body: the value.
 pub async fn set(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path((ns, key)): Path<(String, String)>,
     Query(q): Query<SetQuery>,
     Body(body): Body,
@@ -180,7 +180,7 @@ pub async fn set(
 /// `DELETE /v1/memory/{namespace}/{key}`.
 pub async fn delete(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path((ns, key)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let tenant = caller.tenant.clone();

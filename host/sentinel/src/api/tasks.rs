@@ -133,7 +133,7 @@ fn split_body(value: serde_json::Value) -> Result<(bool, Vec<serde_json::Value>)
 /// only once the tasks are durably in the store; a dry run answers 200 and stores nothing.
 pub async fn submit(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Query(q): Query<SubmitQuery>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
@@ -272,10 +272,10 @@ fn validate(s: &NodeState, tenant: &str, t: SubmitTask, at: &str) -> Result<NewT
     })
 }
 
-/// Task types some plugin serves: here, or on any registered live worker. The registry is
-/// read only when a requested type is not served locally, so the usual submit costs no read.
-/// The task types `tenant` may submit that some plugin serves (here or on a live worker). A
-/// type the tenant's policy does not allow is as unknown to it as one nobody serves.
+/// The task types `tenant` may submit that some plugin serves, here or on any registered live
+/// worker. The registry is read only when a requested type is not served locally, so the usual
+/// submit costs no read. A type the tenant's policy does not allow is as unknown to it as one
+/// nobody serves.
 async fn known_task_types(
     s: &NodeState,
     tenant: &str,
@@ -369,7 +369,7 @@ impl TaskView {
 /// `GET /v1/tasks/{id}`.
 pub async fn get(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let tenant = caller.tenant.clone();
@@ -401,7 +401,7 @@ pub struct ListQuery {
 /// `GET /v1/tasks?status=&type=&worker=&limit=&cursor=&order=`: newest first by default.
 pub async fn list(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let state = match &q.status {
@@ -421,7 +421,7 @@ pub async fn list(
 /// `GET /v1/dlq`: the dead-letter queue, with the same parameters.
 pub async fn dead_letters(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if q.status.is_some() {
@@ -499,7 +499,7 @@ async fn list_tasks(
 /// `POST /v1/tasks/{id}/cancel`.
 pub async fn cancel(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
     _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -514,7 +514,7 @@ pub async fn cancel(
 /// `POST /v1/dlq/{id}/retry`: back to pending with attempts reset.
 pub async fn retry_dead(
     State(s): State<Arc<NodeState>>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
     _: NoBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -13,9 +13,7 @@ pub fn refusal_reason(code: &str) -> &'static str {
         "BAD_TOKEN" => "bad_token",
         "WRONG_TENANT" => "wrong_tenant",
         "ADMIN_ONLY" => "admin_only",
-        "TASK_TYPE_NOT_ALLOWED" => "task_type_not_allowed",
         "QUOTA_EXCEEDED" => "quota",
-        "RATE_LIMITED" => "rate_limited",
         _ => "other",
     }
 }
