@@ -67,7 +67,9 @@ impl RateLimit {
         if tokens_milli >= need {
             return Ok(tokens_milli - need);
         }
-        Err(Some((need - tokens_milli).div_ceil(self.per_second as u64)))
+        Err(Some(
+            (need - tokens_milli).div_ceil(u64::from(self.per_second).max(1)),
+        ))
     }
 }
 

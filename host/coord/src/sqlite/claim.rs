@@ -88,7 +88,7 @@ pub(super) fn claim(
     }
     let mut clock = tenants::vclock(tx)?;
     let limit = req.limit as usize;
-    let mut out: Vec<Task> = Vec::with_capacity(limit);
+    let mut out: Vec<Task> = Vec::with_capacity(limit.min(1024));
     let mut head = tx.prepare_cached(TENANT_HEAD).map_err(map_err)?;
     let mut lease = tx.prepare_cached(&TAKE).map_err(map_err)?;
     while out.len() < limit {

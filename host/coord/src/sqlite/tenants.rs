@@ -187,7 +187,7 @@ pub(super) fn note_backlogged(tx: &Transaction<'_>, tenant: &str) -> Result<(), 
     // Just below the lowest backlogged tenant: the newcomer wins the tie once (rather than
     // whoever's name sorts first) and banks no more credit than that.
     let floor = match floor {
-        Some(f) => (f - 1).max(0),
+        Some(f) => f.saturating_sub(1),
         None => vclock(tx)?,
     };
     tx.prepare_cached(

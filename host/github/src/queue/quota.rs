@@ -60,7 +60,10 @@ impl TenantFile {
     fn tokens(&self, rate: &RateLimit, now: i64) -> u64 {
         match self.bucket {
             None => rate.capacity_milli(),
-            Some(b) => rate.refill(b.tokens_milli.min(rate.capacity_milli()), now - b.at_ms),
+            Some(b) => rate.refill(
+                b.tokens_milli.min(rate.capacity_milli()),
+                now.saturating_sub(b.at_ms),
+            ),
         }
     }
 }
