@@ -173,13 +173,21 @@ async fn tenant_b(b: &Client) -> (f64, f64) {
     }
     while sends.join_next().await.is_some() {}
     wait_all_settled(b, Duration::from_secs(600)).await;
-    let mut lat: Vec<i64> = all_tasks(b)
-        .await
+    let tasks = all_tasks(b).await;
+    let mut lat: Vec<i64> = tasks
         .iter()
         .map(|t| ms(&t["finished_at"]) - ms(&t["created_at"]))
         .collect();
     assert_eq!(lat.len(), B_TASKS);
     lat.sort_unstable();
+    let mean =
+        |f: &dyn Fn(&Value) -> i64| tasks.iter().map(f).sum::<i64>() as f64 / tasks.len() as f64;
+    eprintln!(
+        "    mean: submit→claim {:.3} ms, claim→settled {:.3} ms, total {:.3} ms",
+        mean(&|t| ms(&t["started_at"]) - ms(&t["created_at"])),
+        mean(&|t| ms(&t["finished_at"]) - ms(&t["started_at"])),
+        mean(&|t| ms(&t["finished_at"]) - ms(&t["created_at"])),
+    );
     (lat[lat.len() / 2] as f64, lat[lat.len() * 95 / 100] as f64)
 }
 
