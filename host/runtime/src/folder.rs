@@ -1,5 +1,8 @@
 //! The plugin folder: `<dir>/<name>.wasm` + `<name>.toml`, loaded at start and watched.
 //!
+//! A `<name>.sig` beside a pair is its signature (see [`crate::signature`]); the folder's
+//! [`SignaturePolicy`] decides whether unsigned plugins load.
+//!
 //! Plugins are data. Adding, replacing or removing a file pair takes effect without a
 //! restart; a pair that fails to load is reported and the version already in service
 //! stays. The catalog is swapped whole, so a lookup sees either the old or the new set,
@@ -18,6 +21,9 @@ use tokio::sync::watch;
 use crate::executor::ExecutorPlugin;
 use crate::manifest::{Manifest, PluginKind};
 use crate::runtime::{LoadedPlugin, Runtime};
+use crate::signature::{
+    MAX_SIGNATURE_BYTES, PublicKey, SIGNATURE_EXTENSION, SignatureCheck, SignaturePolicy,
+};
 use crate::strategy::StrategyPlugin;
 
 /// What `plugins list` shows for one name in the folder.
@@ -33,6 +39,8 @@ pub struct PluginStatus {
     pub task_types: Vec<String>,
     /// SHA-256 of the loaded `.wasm`.
     pub sha256: Option<String>,
+    /// The key that signed the loaded version (`ed25519:<base64>`), if it is signed.
+    pub signed_by: Option<String>,
     /// Why the newest files were rejected, if they were; the loaded version (if any) still serves.
     pub error: Option<String>,
 }
@@ -41,12 +49,16 @@ pub struct PluginStatus {
 struct Entry {
     plugin: LoadedPlugin,
     manifest_text: String,
+    /// The signature file as read, so a changed or removed signature is a change.
+    sig_text: Option<Vec<u8>>,
+    signer: Option<PublicKey>,
 }
 
 #[derive(Clone, Default)]
 struct Catalog {
     entries: BTreeMap<String, Entry>,
     by_task_type: HashMap<String, Arc<ExecutorPlugin>>,
+    signer_by_task_type: HashMap<String, PublicKey>,
     errors: BTreeMap<String, String>,
 }
 
@@ -54,22 +66,35 @@ struct Catalog {
 pub struct PluginFolder {
     runtime: Arc<Runtime>,
     dir: PathBuf,
+    signatures: SignaturePolicy,
     catalog: RwLock<Arc<Catalog>>,
     generation: watch::Sender<u64>,
     scan_lock: tokio::sync::Mutex<()>,
 }
 
 impl PluginFolder {
-    /// Loads every plugin in `dir` (created if missing). Broken plugins are reported, not fatal.
+    /// Loads every plugin in `dir` (created if missing), signed or not. Broken plugins are
+    /// reported, not fatal.
     pub async fn open(
         runtime: Arc<Runtime>,
         dir: impl Into<PathBuf>,
+    ) -> anyhow::Result<Arc<PluginFolder>> {
+        Self::open_with(runtime, dir, SignaturePolicy::default()).await
+    }
+
+    /// Like [`open`](Self::open), loading only plugins that `signatures` accepts: a plugin it
+    /// refuses is reported like any broken plugin, and the version already loaded keeps serving.
+    pub async fn open_with(
+        runtime: Arc<Runtime>,
+        dir: impl Into<PathBuf>,
+        signatures: SignaturePolicy,
     ) -> anyhow::Result<Arc<PluginFolder>> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
         let folder = Arc::new(PluginFolder {
             runtime,
             dir,
+            signatures,
             catalog: RwLock::new(Arc::default()),
             generation: watch::channel(0).0,
             scan_lock: tokio::sync::Mutex::new(()),
@@ -98,6 +123,11 @@ impl PluginFolder {
     /// The executor serving `task_type`, if any.
     pub fn executor_for(&self, task_type: &str) -> Option<Arc<ExecutorPlugin>> {
         self.snapshot().by_task_type.get(task_type).cloned()
+    }
+
+    /// The key that signed the executor serving `task_type`, if it is signed.
+    pub fn signer_of(&self, task_type: &str) -> Option<PublicKey> {
+        self.snapshot().signer_by_task_type.get(task_type).cloned()
     }
 
     /// Every task type some loaded executor serves.
@@ -135,6 +165,7 @@ impl PluginFolder {
                         .map(Manifest::handled_task_types)
                         .unwrap_or_default(),
                     sha256: entry.map(|e| e.plugin.sha256().to_string()),
+                    signed_by: entry.and_then(|e| e.signer.as_ref()).map(|k| k.to_string()),
                     error: cat.errors.get(name).cloned(),
                 }
             })
@@ -198,6 +229,9 @@ impl PluginFolder {
                             conflicts.push((name.clone(), t, owner.manifest().name.clone()))
                         }
                         None => {
+                            if let Some(key) = &entry.signer {
+                                next.signer_by_task_type.insert(t.clone(), key.clone());
+                            }
                             next.by_task_type.insert(t, exec.clone());
                         }
                     }
@@ -225,13 +259,29 @@ impl PluginFolder {
             crate::manifest::MAX_WASM_BYTES,
         )
         .map_err(|e| format!("reading {name}.wasm: {e}"))?;
+        let sig_path = manifest_path.with_extension(SIGNATURE_EXTENSION);
+        let sig_text = match crate::manifest::read_bounded(&sig_path, MAX_SIGNATURE_BYTES) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("reading {name}.{SIGNATURE_EXTENSION}: {e}")),
+        };
         if let Some(old) = old {
             if old.manifest_text == manifest_text
+                && old.sig_text == sig_text
                 && old.plugin.sha256() == hex::encode(Sha256::digest(&wasm))
             {
                 return Ok(old.clone());
             }
         }
+        // Before compiling: an untrusted component is never even handed to the compiler.
+        let signer = match self.signatures.check(
+            sig_text.as_deref(),
+            manifest_text.as_bytes(),
+            &wasm,
+        )? {
+            SignatureCheck::Signed(key) => Some(key),
+            SignatureCheck::Unsigned => None,
+        };
         let manifest = Manifest::parse(&manifest_text, name)
             .map_err(|reason| format!("invalid manifest: {reason}"))?;
         let plugin = self
@@ -242,12 +292,15 @@ impl PluginFolder {
             plugin = %name,
             version = %plugin.manifest().version,
             sha256 = %plugin.sha256(),
+            signed_by = signer.as_ref().map(|k| k.as_str()).unwrap_or("-"),
             replaced = old.is_some(),
             "plugin loaded"
         );
         Ok(Entry {
             plugin,
             manifest_text,
+            sig_text,
+            signer,
         })
     }
 

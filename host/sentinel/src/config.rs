@@ -44,6 +44,9 @@ pub struct FileConfig {
     /// [`crate::tenancy::config`], which names the offending key.
     #[serde(default)]
     pub tenants: BTreeMap<String, serde_json::Value>,
+    /// Plugin signatures (and, for fleets, the fleet secret); see [`crate::trust::config`].
+    #[serde(default)]
+    pub trust: crate::trust::TrustSection,
     /// Sandbox policy.
     #[serde(default)]
     pub sandbox: SandboxSection,
@@ -203,6 +206,7 @@ pub struct Settings {
     pub coord: CoordConfig,
     /// Tokens, principals and tenant policies.
     pub tenancy: crate::tenancy::Tenancy,
+    pub trust: crate::trust::TrustSettings,
     pub policy: sentinel_runtime::HostPolicy,
     pub max_payload_bytes: usize,
     pub http: HttpSettings,
@@ -427,6 +431,7 @@ impl Settings {
         policy.require_sha256_pin = s.require_sha256_pin.unwrap_or(false);
 
         let tenancy = crate::tenancy::config::resolve(&file.auth, &file.tenants, validate_tenant)?;
+        let trust = crate::trust::config::resolve(&file.trust, &tenancy)?;
         if !listen.ip().is_loopback() && !tenancy.auth_enabled() && !o.insecure_no_auth {
             bail!(
                 "listen: {listen} is reachable from other machines and no API tokens are configured, so anyone who reaches it could run code on this fleet. Create an admin token with `sentinel tokens new --tenant ops --admin` and paste the printed entry into the config file's auth.tokens (or listen on 127.0.0.1); --insecure-no-auth runs without authentication anyway"
@@ -461,6 +466,7 @@ impl Settings {
             strategy,
             coord,
             tenancy,
+            trust,
             policy,
             max_payload_bytes,
             http,

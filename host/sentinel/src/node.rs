@@ -116,7 +116,12 @@ impl Node {
             policy: settings.policy.clone(),
             ..RuntimeConfig::default()
         })?;
-        let folder = PluginFolder::open(runtime.clone(), &settings.plugins_dir).await?;
+        let folder = PluginFolder::open_with(
+            runtime.clone(),
+            &settings.plugins_dir,
+            settings.trust.signatures.clone(),
+        )
+        .await?;
         let watch = folder.watch().context("watching the plugin folder")?;
         for p in folder.list() {
             if let Some(error) = &p.error {

@@ -299,6 +299,21 @@ async fn run_task(
             false,
         );
     }
+    if !ctx
+        .tenancy
+        .trusts(&task.tenant, ctx.folder.signer_of(&task.task_type).as_ref())
+    {
+        // This host's plugin for the type is not signed by a key the tenant trusts; another
+        // host's may be.
+        return failure(
+            &task.id,
+            format!(
+                "the plugin serving {:?} on worker {} is not signed by a key tenant {:?} trusts",
+                task.task_type, ctx.worker_id, task.tenant
+            ),
+            true,
+        );
+    }
     let Some(plugin) = ctx.folder.executor_for(&task.task_type) else {
         // The plugin went away between claim and run: another host may still serve the type.
         return failure(

@@ -282,7 +282,14 @@ async fn known_task_types(
     requested: &[NewTask],
 ) -> Result<BTreeSet<String>, ApiError> {
     let tenancy = &s.settings.tenancy;
-    let mut known: BTreeSet<String> = s.folder.task_types().into_iter().collect();
+    // Types served here by a plugin the tenant does not trust are not "known" through this
+    // host (another host's plugin may still serve them).
+    let mut known: BTreeSet<String> = s
+        .folder
+        .task_types()
+        .into_iter()
+        .filter(|t| tenancy.trusts(tenant, s.folder.signer_of(t).as_ref()))
+        .collect();
     if !requested.iter().all(|t| known.contains(&t.task_type)) {
         for w in s.store.list_workers().await? {
             if w.status != sentinel_coord::model::WorkerStatus::Offline {

@@ -4,6 +4,7 @@
 mod host;
 mod ops;
 mod table;
+mod signing;
 mod tokens;
 
 use std::path::PathBuf;
@@ -326,6 +327,25 @@ pub enum PluginsCommand {
     List,
     /// Validate a plugin locally: `FILE` is `<name>.wasm` (its `<name>.toml` beside it) or the manifest.
     Check { file: PathBuf },
+    /// Create an ed25519 signing key: `OUT` (PKCS#8 PEM, mode 0600) and `OUT.pub`.
+    Keygen {
+        #[arg(long, default_value = "sentinel-plugins.key")]
+        out: PathBuf,
+    },
+    /// Sign `<name>.wasm` and its `<name>.toml`, writing `<name>.sig` beside them.
+    Sign {
+        /// The private key file from `sentinel plugins keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        file: PathBuf,
+    },
+    /// Check `<name>.sig` against the plugin and a public key (exit code 1 if it does not hold).
+    Verify {
+        /// `ed25519:<base64>`, or a file holding it (`OUT.pub` from keygen).
+        #[arg(long)]
+        pubkey: String,
+        file: PathBuf,
+    },
 }
 
 /// Runs a parsed command; the exit code.
@@ -341,6 +361,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     name,
                 },
         } => tokens::new(&tenant, admin, name.as_deref(), cli.output),
+        Command::Plugins {
+            command: PluginsCommand::Keygen { out },
+        } => signing::keygen(&out, cli.output),
+        Command::Plugins {
+            command: PluginsCommand::Sign { key, file },
+        } => signing::sign(&key, &file, cli.output),
+        Command::Plugins {
+            command: PluginsCommand::Verify { pubkey, file },
+        } => signing::verify(&pubkey, &file, cli.output),
         other => {
             let client = crate::client::Client::new(
                 &cli.server,

@@ -16,7 +16,15 @@ use crate::client::{ApiFailure, Client, segment};
 pub async fn run(command: Command, c: &Client, out: Output) -> anyhow::Result<i32> {
     let json_out = out == Output::Json;
     match command {
-        Command::Dev(_) | Command::Worker(_) | Command::Tokens { .. } => {
+        Command::Dev(_)
+        | Command::Worker(_)
+        | Command::Tokens { .. }
+        | Command::Plugins {
+            command:
+                PluginsCommand::Keygen { .. }
+                | PluginsCommand::Sign { .. }
+                | PluginsCommand::Verify { .. },
+        } => {
             unreachable!("host and local commands are dispatched before operator commands")
         }
         Command::Submit(args) => submit(args, c, json_out).await,

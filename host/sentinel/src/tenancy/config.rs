@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use sentinel_runtime::{Ceiling, Limits};
+use anyhow::{Context, anyhow, bail};
+use sentinel_runtime::{Ceiling, Limits, PublicKey};
 use serde::Deserialize;
 
 use super::principal::{Principal, Role};
@@ -58,6 +58,9 @@ pub struct TenantSection {
     /// Its sandbox ceiling: a task gets manifest ∩ host policy ∩ this.
     #[serde(default)]
     pub sandbox: CeilingSection,
+    /// Plugin signing keys (`ed25519:<base64>`) this tenant trusts: when set, its tasks run
+    /// only on plugins signed by one of them. Default: whatever the host loads.
+    pub trusted_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -227,9 +230,26 @@ fn policy(name: &str, s: &TenantSection) -> anyhow::Result<TenantPolicy> {
         .task_types
         .as_ref()
         .map(|t| t.iter().cloned().collect::<BTreeSet<_>>());
+    let trusted_keys = match &s.trusted_keys {
+        None => None,
+        Some(keys) if keys.len() > crate::trust::MAX_TRUSTED_KEYS => bail!(
+            "{}: at most {} keys",
+            at("trustedKeys"),
+            crate::trust::MAX_TRUSTED_KEYS
+        ),
+        Some(keys) => Some(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    PublicKey::parse(k).map_err(|e| anyhow!("{}: {e}", at(&format!("trustedKeys[{i}]"))))
+                })
+                .collect::<anyhow::Result<BTreeSet<_>>>()?,
+        ),
+    };
     Ok(TenantPolicy {
         weight,
         task_types,
+        trusted_keys,
         quota,
         ceiling: Ceiling {
             scratch: c.scratch.unwrap_or(true),

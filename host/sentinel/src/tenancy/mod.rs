@@ -14,7 +14,7 @@ pub mod tokens;
 use std::collections::{BTreeMap, BTreeSet};
 
 use sentinel_coord::model::{TenantQuota, TenantSettings};
-use sentinel_runtime::Ceiling;
+use sentinel_runtime::{Ceiling, PublicKey};
 
 pub use principal::{Principal, Role};
 pub use tokens::TokenBook;
@@ -40,6 +40,8 @@ pub struct TenantPolicy {
     /// Enforced by the store (`TenantStore`), fleet-wide.
     pub quota: TenantQuota,
     pub ceiling: Ceiling,
+    /// `Some`: its tasks run only on plugins signed by one of these keys.
+    pub trusted_keys: Option<BTreeSet<PublicKey>>,
 }
 
 impl TenantPolicy {
@@ -65,6 +67,24 @@ impl Tenancy {
             .get(tenant)
             .and_then(|p| p.task_types.as_ref())
             .is_none_or(|types| types.contains(task_type))
+    }
+
+    /// Whether `tenant`'s tasks may run on a plugin signed by `signer` (`None`: unsigned). The
+    /// host's own signature policy has already decided what loads at all.
+    pub fn trusts(&self, tenant: &str, signer: Option<&PublicKey>) -> bool {
+        match self.tenants.get(tenant).and_then(|p| p.trusted_keys.as_ref()) {
+            None => true,
+            Some(keys) => signer.is_some_and(|k| keys.contains(k)),
+        }
+    }
+
+    /// Every key some tenant trusts (a plugin signed by one loads even when the host requires
+    /// signatures by its own keys: that tenant may run it).
+    pub fn tenant_keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.tenants
+            .values()
+            .filter_map(|p| p.trusted_keys.as_ref())
+            .flatten()
     }
 
     /// The sandbox ceiling of `tenant`'s tasks.
