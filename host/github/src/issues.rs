@@ -4,7 +4,9 @@
 //! task record in the queue document is. This module opens issues, keeps their labels
 //! (`sentinel`, `type:<t>`, `priority:<n>`, `state:<s>`, `tenant:<t>`) in step with committed
 //! state, posts the result or error as a comment, closes completed/dead/cancelled tasks, and
-//! parses submitted issues. It must never decide a task's state.
+//! parses submitted issues, importing only those whose author the submitter policy
+//! ([`crate::submitters`]) admits, in the tenant it gives them; the others are closed with a
+//! comment saying why. It must never decide a task's state.
 //!
 //! Mirror writes happen after the queue commit they reflect; they are best effort (a failure is
 //! logged) and two workers' mirror writes may land out of order, so labels are eventually
@@ -19,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, ApiError, Method};
 use crate::queue::record::TaskRecord;
+use crate::submitters::SubmitterPolicy;
 
 /// The label the issue template puts on a submission.
 pub const SUBMIT_LABEL: &str = "sentinel-task";
@@ -29,6 +32,7 @@ const MAX_BODY: usize = 60_000;
 
 pub struct Issues {
     api: Arc<Api>,
+    submitters: SubmitterPolicy,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +44,18 @@ pub struct IssueAnswer {
     pub labels: Vec<LabelAnswer>,
     #[serde(default)]
     pub pull_request: Option<Value>,
+    /// The author; `null` for some deleted accounts.
+    #[serde(default)]
+    pub user: Option<UserAnswer>,
+    /// GitHub's `OWNER`, `MEMBER`, `COLLABORATOR`, `CONTRIBUTOR`, `FIRST_TIME_CONTRIBUTOR`,
+    /// `FIRST_TIMER`, `MANNEQUIN` or `NONE`.
+    #[serde(default)]
+    pub author_association: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserAnswer {
+    pub login: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,8 +87,9 @@ fn shown(bytes: &[u8]) -> Value {
 }
 
 impl Issues {
-    pub fn new(api: Arc<Api>) -> Self {
-        Self { api }
+    /// `submitters` must be valid ([`SubmitterPolicy::validate`]).
+    pub fn new(api: Arc<Api>, submitters: SubmitterPolicy) -> Self {
+        Self { api, submitters }
     }
 
     /// Opens the issue of a task about to be enqueued; returns its number.
@@ -174,8 +191,10 @@ impl Issues {
     }
 
     /// Open issues carrying [`SUBMIT_LABEL`] and no `state:` label yet: people's submissions,
-    /// oldest first, parsed into tasks with id `issue-<number>`. Unparseable ones are answered
-    /// with a comment and closed.
+    /// oldest first, parsed into tasks with id `issue-<number>` in the tenant the submitter
+    /// policy gives their author. Submissions from authors the policy does not admit, naming
+    /// another tenant than that one, or unparseable, are refused: closed, then answered with a
+    /// comment.
     pub async fn submissions(&self) -> Result<Vec<(u64, String, NewTask)>, StoreError> {
         let path = self.api.repo_path(&format!(
             "/issues?labels={SUBMIT_LABEL}&state=open&sort=created&direction=asc&per_page=100"
@@ -188,34 +207,71 @@ impl Issues {
             {
                 continue;
             }
-            match parse_submission(issue.body.as_deref().unwrap_or("")) {
-                Ok(task) => out.push((issue.number, format!("issue-{}", issue.number), task)),
+            let n = issue.number;
+            let login = issue.user.as_ref().map(|u| u.login.as_str());
+            let association = issue.author_association.as_deref().unwrap_or("NONE");
+            let who = login.map_or_else(|| "the author".to_string(), |l| format!("@{l}"));
+            let admission = self.submitters.admit(login, association);
+            let Some(tenant) = admission.tenant() else {
+                tracing::warn!(
+                    issue = n,
+                    login = login.unwrap_or("(none)"),
+                    association,
+                    "refusing a task submission: the submitter policy does not admit its author"
+                );
+                let why = format!(
+                    "Sentinel runs submissions only from {}; {who} (association {association}) \
+                     is not allowed to submit. Nothing was run.",
+                    self.submitters.describe()
+                );
+                self.refuse(n, &why).await;
+                continue;
+            };
+            let task = parse_submission(issue.body.as_deref().unwrap_or(""))
+                .and_then(|s| s.placed(tenant, &who));
+            match task {
+                Ok(task) => out.push((n, format!("issue-{n}"), task)),
                 Err(why) => {
-                    tracing::warn!(issue = issue.number, %why, "rejecting a task submission");
-                    let n = issue.number;
-                    let _ = self
-                        .api
-                        .send(
-                            Method::Post,
-                            &self.api.repo_path(&format!("/issues/{n}/comments")),
-                            Some(&json!({"body": format!("Sentinel cannot run this: {why}")})),
-                            false,
-                        )
-                        .await;
-                    let _ = self
-                        .api
-                        .send(
-                            Method::Patch,
-                            &self.api.repo_path(&format!("/issues/{n}")),
-                            Some(&json!({"state": "closed", "state_reason": "not_planned",
-                                         "labels": [TASK_LABEL, "state:rejected"]})),
-                            true,
-                        )
+                    tracing::warn!(issue = n, %why, "rejecting a task submission");
+                    self.refuse(n, &format!("Sentinel cannot run this: {why}"))
                         .await;
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Closes a submission as not planned with label `state:rejected` (so it is never listed
+    /// again), then explains why in a comment. Closing first means a failed close (retried at
+    /// the next poll) never repeats the comment. Best effort, like the mirror.
+    async fn refuse(&self, n: u64, why: &str) {
+        let closed = self
+            .api
+            .send(
+                Method::Patch,
+                &self.api.repo_path(&format!("/issues/{n}")),
+                Some(&json!({"state": "closed", "state_reason": "not_planned",
+                             "labels": [TASK_LABEL, "state:rejected"]})),
+                true,
+            )
+            .await;
+        if let Err(e) = closed {
+            tracing::warn!(issue = n, error = %e, "could not close a refused submission");
+            return;
+        }
+        let body: String = why.chars().take(MAX_BODY).collect();
+        if let Err(e) = self
+            .api
+            .send(
+                Method::Post,
+                &self.api.repo_path(&format!("/issues/{n}/comments")),
+                Some(&json!({ "body": body })),
+                false,
+            )
+            .await
+        {
+            tracing::warn!(issue = n, error = %e, "could not explain a refused submission");
+        }
     }
 
     /// Closes issues opened for a batch whose commit was then refused.
@@ -236,8 +292,31 @@ impl Issues {
     }
 }
 
-/// Parses the body GitHub renders from the issue form (`### <label>` sections).
-pub fn parse_submission(body: &str) -> Result<NewTask, String> {
+/// A parsed issue-form submission, not yet placed in a tenant.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The task, in [`sentinel_coord::model::DEFAULT_TENANT`] until [`Self::placed`].
+    pub task: NewTask,
+    /// The form's tenant field, if filled in.
+    pub tenant: Option<String>,
+}
+
+impl Submission {
+    /// The task in `tenant` (the one the submitter policy gives the author, `who`); refused
+    /// when the form names another one.
+    pub fn placed(self, tenant: &str, who: &str) -> Result<NewTask, String> {
+        match self.tenant {
+            Some(t) if t != tenant => Err(format!(
+                "{who} may submit only to tenant `{tenant}`, not `{t}` (leave the tenant empty)"
+            )),
+            _ => Ok(self.task.with_tenant(tenant)),
+        }
+    }
+}
+
+/// Parses the body GitHub renders from the issue form (`### <label>` sections). The priority
+/// must be inside its documented range.
+pub fn parse_submission(body: &str) -> Result<Submission, String> {
     let mut sections: Vec<(String, String)> = Vec::new();
     for line in body.lines() {
         if let Some(h) = line.strip_prefix("### ") {
@@ -271,11 +350,12 @@ pub fn parse_submission(body: &str) -> Result<NewTask, String> {
         .to_string();
     let value: Value =
         serde_json::from_str(&payload).map_err(|e| format!("the payload is not JSON: {e}"))?;
-    let mut task = NewTask::json(task_type, &value).with_priority(priority);
-    if let Some(t) = field("tenant") {
-        task = task.with_tenant(t);
-    }
-    Ok(task)
+    let task = NewTask::json(task_type, &value).with_priority(priority);
+    task.validate().map_err(|e| e.to_string())?;
+    Ok(Submission {
+        task,
+        tenant: field("tenant"),
+    })
 }
 
 #[cfg(test)]
@@ -286,13 +366,26 @@ mod tests {
     fn parses_the_rendered_issue_form() {
         let body = "### Task type\n\necho\n\n### Priority\n\n5\n\n### Tenant\n\n_No response_\n\n\
                     ### Payload\n\n```json\n{\"msg\": \"hi\"}\n```\n";
-        let t = parse_submission(body).unwrap();
+        let s = parse_submission(body).unwrap();
+        assert_eq!(s.tenant, None);
+        let t = s.placed("acme", "@a").unwrap();
         assert_eq!(
             (t.task_type.as_str(), t.priority, t.tenant.as_str()),
-            ("echo", 5, "default")
+            ("echo", 5, "acme")
         );
         assert_eq!(t.payload, br#"{"msg":"hi"}"#);
         assert!(parse_submission("### Task type\n\nx\n\n### Payload\n\nnot json").is_err());
         assert!(parse_submission("nothing").is_err());
+        let far = parse_submission("### Task type\n\nx\n\n### Priority\n\n2000000\n");
+        assert!(far.unwrap_err().contains("priority"));
+    }
+
+    #[test]
+    fn a_form_naming_another_tenant_than_the_authors_is_refused() {
+        let s = parse_submission("### Task type\n\nx\n\n### Tenant\n\nbeta\n").unwrap();
+        assert_eq!(s.tenant.as_deref(), Some("beta"));
+        assert_eq!(s.clone().placed("beta", "@a").unwrap().tenant, "beta");
+        let e = s.placed("acme", "@a").unwrap_err();
+        assert!(e.contains("only to tenant `acme`, not `beta`"), "{e}");
     }
 }

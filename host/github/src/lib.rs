@@ -28,7 +28,10 @@
 //!   file in the queue document, because issues cannot be updated conditionally; each task also
 //!   has an issue, labelled `sentinel`, `type:<t>`, `priority:<n>`, `state:<s>`, `tenant:<t>`,
 //!   with the payload in a fenced JSON block, the result or error as a comment, closed on
-//!   completion. People submit tasks by opening an issue from `templates/sentinel-task.yml`.
+//!   completion. People submit tasks by opening an issue from `templates/sentinel-task.yml`;
+//!   only authors admitted by the [`SubmitterPolicy`] ([`submitters`]: by default the
+//!   repository's owner, members and collaborators) are imported, others' issues are closed
+//!   with a comment and nothing runs.
 //! * **Claims** are queue transactions: two workers can never both run a task with a valid fence.
 //! * **Tenants** ([`tenants`], `queue/quota.rs`, `queue/fair.rs`): a task's identity is
 //!   `(tenant, id)` (record `tasks/<tenant>/<id>.json`; stores of the older layout still open).
@@ -67,8 +70,10 @@ pub mod notify;
 pub mod queue;
 pub mod registry;
 pub mod store;
+pub mod submitters;
 pub mod tenants;
 
 pub use api::RetryConfig;
 pub use budget::{FleetPlan, Intervals, Limits, RateSnapshot, plan_and_warn, plan_intervals};
 pub use store::{GithubConfig, GithubStore};
+pub use submitters::SubmitterPolicy;

@@ -24,6 +24,7 @@ use crate::memory::{GithubMemory, MEMORY_REF};
 use crate::notify::{Notifier, poll_heads};
 use crate::queue::{GithubQueue, QUEUE_REF};
 use crate::registry::{GithubRegistry, REGISTRY_REF};
+use crate::submitters::SubmitterPolicy;
 
 /// Where and how to reach the repository.
 #[derive(Debug, Clone)]
@@ -37,6 +38,9 @@ pub struct GithubConfig {
     pub api_base: String,
     /// Mirror tasks to issues and import issue submissions (costs about 4 writes per task).
     pub issues: bool,
+    /// Whose issue submissions are imported, and in which tenant (see README, "Who may submit
+    /// tasks"). Checked by [`GithubStore::open`].
+    pub submitters: SubmitterPolicy,
     /// How often other processes' changes are looked for; `None` derives it from [`Self::fleet`].
     pub poll_interval: Option<Duration>,
     /// The fleet sharing this token, for interval planning and the over-budget warning.
@@ -53,6 +57,7 @@ impl GithubConfig {
             token: None,
             api_base: "https://api.github.com".into(),
             issues: true,
+            submitters: SubmitterPolicy::default(),
             poll_interval: None,
             fleet: FleetPlan {
                 workers: 1,
@@ -121,8 +126,10 @@ fn client(config: &GithubConfig) -> StoreResult<Octocrab> {
 impl GithubStore {
     /// Opens a store on `config`'s repository without any request (the first operation makes
     /// the first one), reading time only from `clock`. Must be called inside a tokio runtime:
-    /// it starts the change poller.
+    /// it starts the change poller. Refuses an invalid [`GithubConfig::submitters`]
+    /// (`StoreError::Invalid`).
     pub fn open(config: GithubConfig, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        config.submitters.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             StoreError::Backend("the GitHub store must be opened inside a tokio runtime".into())
         })?;
@@ -154,7 +161,9 @@ impl GithubStore {
             queue: GithubQueue::new(
                 Doc::new(git.clone(), QUEUE_REF),
                 clock.clone(),
-                config.issues.then(|| Issues::new(api.clone())),
+                config
+                    .issues
+                    .then(|| Issues::new(api.clone(), config.submitters.clone())),
                 registry.clone(),
                 notify.clone(),
             ),

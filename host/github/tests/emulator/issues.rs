@@ -1,6 +1,9 @@
 //! The issue endpoints: create, get, list (state/labels filters, sort by creation, direction,
 //! `Link` pagination), update (state, state_reason, labels, title, body), replace labels, and
-//! comments (create, list). Ids and numbers ascend.
+//! comments (create, list). Ids and numbers ascend. Issues and comments carry their author the
+//! way GitHub answers (`user: {login, id, node_id, type, site_admin, ...}` and
+//! `author_association`); the API's writes are the token owner's (`octo`, `OWNER`), and a test
+//! opens issues as anyone else with [`super::Emulator::open_issue_as`].
 
 use std::collections::HashMap;
 
@@ -18,6 +21,7 @@ pub struct Issue {
     pub state: String,
     pub state_reason: Option<String>,
     pub labels: Vec<String>,
+    pub author: Author,
 }
 
 #[derive(Debug, Clone)]
@@ -25,6 +29,57 @@ pub struct Comment {
     pub id: u64,
     pub issue: u64,
     pub body: String,
+    pub author: Author,
+}
+
+/// Who wrote an issue or comment, and their relation to the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub login: String,
+    pub id: u64,
+    /// `User`, `Bot` or `Organization`.
+    pub kind: String,
+    /// One of GitHub's `author_association` values (`OWNER`, `NONE`, ...).
+    pub association: String,
+}
+
+impl Author {
+    /// The token's owner, who owns the repository `octo/fleet`.
+    pub fn owner() -> Self {
+        Self::new("octo", "OWNER")
+    }
+
+    /// A user with a stable id derived from the login (GitHub ids do not change with case).
+    pub fn new(login: &str, association: &str) -> Self {
+        let id = login
+            .to_ascii_lowercase()
+            .bytes()
+            .fold(1_469_598_103u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(1_099_511_628_211) % 1_000_000_007
+            });
+        Self {
+            login: login.to_string(),
+            id,
+            kind: if login.ends_with("[bot]") {
+                "Bot"
+            } else {
+                "User"
+            }
+            .into(),
+            association: association.to_string(),
+        }
+    }
+
+    /// GitHub's "simple user" shape.
+    pub fn user_json(&self) -> Value {
+        let l = &self.login;
+        json!({
+            "login": l, "id": self.id, "node_id": format!("MDQ6VXNlcj{}", self.id),
+            "avatar_url": format!("https://avatars.githubusercontent.com/u/{}?v=4", self.id),
+            "gravatar_id": "", "url": format!("https://api.github.com/users/{l}"),
+            "html_url": format!("https://github.com/{l}"), "type": self.kind, "site_admin": false,
+        })
+    }
 }
 
 fn labels_of(v: &Value) -> Vec<String> {
@@ -51,10 +106,19 @@ fn issue_json(i: &Issue) -> Value {
         "labels": i.labels.iter().enumerate()
             .map(|(n, l)| json!({"id": n + 1, "name": l})).collect::<Vec<_>>(),
         "html_url": format!("https://github.com/octo/fleet/issues/{}", i.number),
+        "user": i.author.user_json(), "author_association": i.author.association,
     })
 }
 
-pub fn create(repo: &mut Repo, input: &Value, _base: &str) -> Answer {
+fn comment_json(c: &Comment) -> Value {
+    json!({
+        "id": c.id, "body": c.body,
+        "user": c.author.user_json(), "author_association": c.author.association,
+    })
+}
+
+/// Opens an issue written by `author` (the API's `POST /issues` is the token owner's).
+pub fn create(repo: &mut Repo, input: &Value, author: Author) -> Answer {
     let Some(title) = input["title"].as_str().filter(|t| !t.is_empty()) else {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -72,6 +136,7 @@ pub fn create(repo: &mut Repo, input: &Value, _base: &str) -> Answer {
         state: "open".into(),
         state_reason: None,
         labels: labels_of(&input["labels"]),
+        author,
     };
     let v = issue_json(&issue);
     repo.issues.push(issue);
@@ -89,7 +154,7 @@ pub fn route(
 ) -> Answer {
     let number = |s: &str| s.parse::<u64>().ok();
     match (m.clone(), tail) {
-        (Method::POST, []) => create(repo, input, base),
+        (Method::POST, []) => create(repo, input, Author::owner()),
         (Method::GET, []) => {
             let state = q.get("state").map(String::as_str).unwrap_or("open");
             let want: Vec<&str> = q
@@ -161,19 +226,22 @@ pub fn route(
                     };
                     let id = repo.next_id;
                     repo.next_id += 1;
-                    repo.comments.push(Comment {
+                    let c = Comment {
                         id,
                         issue: n,
                         body: body.to_string(),
-                    });
-                    ok(StatusCode::CREATED, json!({"id": id, "body": body}))
+                        author: Author::owner(),
+                    };
+                    let v = comment_json(&c);
+                    repo.comments.push(c);
+                    ok(StatusCode::CREATED, v)
                 }
                 (Method::GET, ["comments"]) => {
                     let items = repo
                         .comments
                         .iter()
                         .filter(|c| c.issue == n)
-                        .map(|c| json!({"id": c.id, "body": c.body}))
+                        .map(comment_json)
                         .collect();
                     paginate(items, q, path, base)
                 }

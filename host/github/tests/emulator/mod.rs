@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use git::Obj;
-pub use issues::Issue;
+pub use issues::{Author, Issue};
 
 pub const DOCS: &str = "https://docs.github.com/rest";
 
@@ -219,13 +219,18 @@ impl Emulator {
         f(&mut self.shared.repo.lock().unwrap())
     }
 
-    /// Opens an issue as a person would (outside the store).
+    /// Opens an issue as a person would (outside the store): as the token's owner, `OWNER`.
     pub fn open_issue(&self, title: &str, body: &str, labels: &[&str]) -> u64 {
+        self.open_issue_as(Author::owner(), title, body, labels)
+    }
+
+    /// Opens an issue written by `author` (e.g. `Author::new("mallory", "NONE")`).
+    pub fn open_issue_as(&self, author: Author, title: &str, body: &str, labels: &[&str]) -> u64 {
         self.with_repo(|r| {
             issues::create(
                 r,
                 &json!({"title": title, "body": body, "labels": labels}),
-                "",
+                author,
             )
             .1["number"]
                 .as_u64()
