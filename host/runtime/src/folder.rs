@@ -274,14 +274,14 @@ impl PluginFolder {
             }
         }
         // Before compiling: an untrusted component is never even handed to the compiler.
-        let signer = match self.signatures.check(
-            sig_text.as_deref(),
-            manifest_text.as_bytes(),
-            &wasm,
-        )? {
-            SignatureCheck::Signed(key) => Some(key),
-            SignatureCheck::Unsigned => None,
-        };
+        let signer =
+            match self
+                .signatures
+                .check(sig_text.as_deref(), manifest_text.as_bytes(), &wasm)?
+            {
+                SignatureCheck::Signed(key) => Some(key),
+                SignatureCheck::Unsigned => None,
+            };
         let manifest = Manifest::parse(&manifest_text, name)
             .map_err(|reason| format!("invalid manifest: {reason}"))?;
         let plugin = self

@@ -21,8 +21,8 @@ pub mod policy;
 pub mod runtime;
 mod sandbox;
 pub mod scratch;
-pub mod signature;
 pub mod services;
+pub mod signature;
 mod state;
 pub mod strategy;
 
@@ -34,6 +34,6 @@ pub use interrupt::{Bound, Interrupt, Reason};
 pub use manifest::{Manifest, PluginKind};
 pub use policy::{Ceiling, Grant, HostPolicy, Limits};
 pub use runtime::{LoadedPlugin, Runtime, RuntimeConfig};
-pub use signature::{PrivateKey, PublicKey, SignaturePolicy};
 pub use services::{InMemoryKv, KvBackend, KvError, ProgressSink, TaskServices};
+pub use signature::{PrivateKey, PublicKey, SignaturePolicy};
 pub use strategy::StrategyPlugin;

@@ -223,7 +223,9 @@ impl SignaturePolicy {
     ) -> Result<SignatureCheck, String> {
         let check = match sig {
             None => SignatureCheck::Unsigned,
-            Some(text) => SignatureCheck::Signed(SignatureFile::parse(text)?.verify(manifest, wasm)?),
+            Some(text) => {
+                SignatureCheck::Signed(SignatureFile::parse(text)?.verify(manifest, wasm)?)
+            }
         };
         if self.require {
             match &check {
@@ -278,7 +280,11 @@ mod tests {
         let err = p.check(Some(sig.as_bytes()), TOML, WASM).unwrap_err();
         assert!(err.contains("does not trust"), "{err}");
         // Without the requirement an untrusted but valid signature loads (a tenant may trust it).
-        assert!(policy(false, &[]).check(Some(sig.as_bytes()), TOML, WASM).is_ok());
+        assert!(
+            policy(false, &[])
+                .check(Some(sig.as_bytes()), TOML, WASM)
+                .is_ok()
+        );
         assert_eq!(
             policy(false, &[]).check(None, TOML, WASM),
             Ok(SignatureCheck::Unsigned)
@@ -292,9 +298,15 @@ mod tests {
         let key = PrivateKey::generate();
         let mut file = key.sign(TOML, WASM);
         file.signature = B64.encode([7u8; 64]);
-        assert!(p.check(Some(file.to_text().as_bytes()), TOML, WASM).is_err());
+        assert!(
+            p.check(Some(file.to_text().as_bytes()), TOML, WASM)
+                .is_err()
+        );
         file.algorithm = "rsa".into();
-        assert!(p.check(Some(file.to_text().as_bytes()), TOML, WASM).is_err());
+        assert!(
+            p.check(Some(file.to_text().as_bytes()), TOML, WASM)
+                .is_err()
+        );
     }
 
     #[test]
@@ -303,7 +315,11 @@ mod tests {
         let again = PrivateKey::from_pem(&key.to_pem().unwrap()).unwrap();
         assert_eq!(again.public(), key.public());
         assert_eq!(PublicKey::parse(key.public().as_str()), Ok(key.public()));
-        let bare = key.public().as_str().trim_start_matches("ed25519:").to_string();
+        let bare = key
+            .public()
+            .as_str()
+            .trim_start_matches("ed25519:")
+            .to_string();
         assert_eq!(PublicKey::parse(&bare), Ok(key.public()));
         assert!(PublicKey::parse("ed25519:AAAA").is_err());
         assert!(PrivateKey::from_pem("-----BEGIN PRIVATE KEY-----\nxx\n").is_err());

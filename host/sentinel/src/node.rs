@@ -60,8 +60,16 @@ pub struct Node {
     _cancel_notices: sentinel_coord::memory::WatchHandle,
 }
 
-/// Opens the store a URL names.
+/// Opens the store a URL names, with the default trust settings.
 pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(url, &crate::trust::TrustSettings::default())
+}
+
+/// Opens the store a URL names; `trust` says whose GitHub submissions run.
+pub fn open_store_with(
+    url: &str,
+    trust: &crate::trust::TrustSettings,
+) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let path = std::path::Path::new(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -86,8 +94,11 @@ pub fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
                 "store {url}: GITHUB_TOKEN is not set (a token with Issues and Contents read/write on the repository)"
             );
         }
-        let store =
-            sentinel_github::GithubStore::open_url(url).context("opening the GitHub store")?;
+        let mut config =
+            sentinel_github::GithubConfig::from_url(url).context("reading the GitHub store URL")?;
+        config.submitters = trust.github_submitters.clone();
+        let store = sentinel_github::GithubStore::open(config, sentinel_coord::clock::system())
+            .context("opening the GitHub store")?;
         return Ok(Arc::new(store));
     }
     anyhow::bail!(
@@ -101,7 +112,7 @@ impl Node {
         ensure_descriptors(&settings);
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-        let store = open_store(&settings.store_url)?;
+        let store = open_store_with(&settings.store_url, &settings.trust)?;
         let metrics = Arc::new(Metrics::new(&settings.worker_id));
         // Weights and quotas live in the store, where every host of the fleet enforces them.
         for (name, policy) in &settings.tenancy.tenants {

@@ -296,7 +296,10 @@ pub async fn plugins(
         .into_iter()
         .filter(|p| p.kind == Some(sentinel_runtime::PluginKind::Executor))
         .filter(|p| {
-            let signer = p.signed_by.as_deref().and_then(|k| sentinel_runtime::PublicKey::parse(k).ok());
+            let signer = p
+                .signed_by
+                .as_deref()
+                .and_then(|k| sentinel_runtime::PublicKey::parse(k).ok());
             tenancy.trusts(&caller.tenant, signer.as_ref())
         })
         .filter_map(|mut p| {

@@ -292,7 +292,10 @@ async fn known_task_types(
         .collect();
     if !requested.iter().all(|t| known.contains(&t.task_type)) {
         for w in s.store.list_workers().await? {
-            if w.status != sentinel_coord::model::WorkerStatus::Offline {
+            // This host's own types are the folder's, judged above.
+            if w.status != sentinel_coord::model::WorkerStatus::Offline
+                && w.worker_id != s.settings.worker_id
+            {
                 known.extend(w.capabilities.supported_task_types);
             }
         }

@@ -3,8 +3,8 @@
 
 mod host;
 mod ops;
-mod table;
 mod signing;
+mod table;
 mod tokens;
 
 use std::path::PathBuf;

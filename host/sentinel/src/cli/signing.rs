@@ -20,9 +20,12 @@ pub fn keygen(out: &Path, output: Output) -> anyhow::Result<i32> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(out)
-        .with_context(|| format!("creating {} (an existing key is never overwritten)", out.display()))?;
+    let mut file = options.open(out).with_context(|| {
+        format!(
+            "creating {} (an existing key is never overwritten)",
+            out.display()
+        )
+    })?;
     file.write_all(pem.as_bytes())?;
     let public = key.public();
     let pub_path = PathBuf::from(format!("{}.pub", out.display()));
@@ -35,10 +38,16 @@ pub fn keygen(out: &Path, output: Output) -> anyhow::Result<i32> {
             serde_json::json!({ "private_key_file": out, "public_key": public.as_str(), "config": config })
         ),
         Output::Table => {
-            println!("private key: {} (keep it secret; it signs plugins)", out.display());
+            println!(
+                "private key: {} (keep it secret; it signs plugins)",
+                out.display()
+            );
             println!("public key:  {public}  (also in {})\n", pub_path.display());
             println!("to trust it, merge into the host's JSON configuration:\n");
-            println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config).unwrap_or_default()
+            );
         }
     }
     Ok(0)
@@ -60,8 +69,12 @@ fn read_pair(file: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>, PathBuf)> {
         sentinel_runtime::manifest::MAX_WASM_BYTES,
     )
     .with_context(|| format!("reading {}", wasm_path.display()))?;
-    let toml = sentinel_runtime::manifest::read_manifest_text(&toml_path)
-        .with_context(|| format!("reading {} (the manifest is signed too)", toml_path.display()))?;
+    let toml = sentinel_runtime::manifest::read_manifest_text(&toml_path).with_context(|| {
+        format!(
+            "reading {} (the manifest is signed too)",
+            toml_path.display()
+        )
+    })?;
     Ok((wasm, toml.into_bytes(), sig_path))
 }
 
@@ -77,11 +90,7 @@ pub fn sign(key_path: &Path, file: &Path, output: Output) -> anyhow::Result<i32>
             "{}",
             serde_json::json!({ "signature_file": sig_path, "public_key": sig.public_key })
         ),
-        Output::Table => println!(
-            "signed by {}: wrote {}",
-            sig.public_key,
-            sig_path.display()
-        ),
+        Output::Table => println!("signed by {}: wrote {}", sig.public_key, sig_path.display()),
     }
     Ok(0)
 }
@@ -92,8 +101,11 @@ pub fn verify(pubkey: &str, file: &Path, output: Output) -> anyhow::Result<i32> 
     let expected = match PublicKey::parse(pubkey) {
         Ok(key) => key,
         Err(_) => {
-            let text = sentinel_runtime::manifest::read_bounded(Path::new(pubkey), MAX_SIGNATURE_BYTES)
-                .with_context(|| format!("--pubkey {pubkey:?} is neither a public key nor a readable file"))?;
+            let text =
+                sentinel_runtime::manifest::read_bounded(Path::new(pubkey), MAX_SIGNATURE_BYTES)
+                    .with_context(|| {
+                        format!("--pubkey {pubkey:?} is neither a public key nor a readable file")
+                    })?;
             PublicKey::parse(&String::from_utf8_lossy(&text))
                 .map_err(|e| anyhow::anyhow!("--pubkey {pubkey}: {e}"))?
         }

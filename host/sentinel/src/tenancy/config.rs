@@ -241,7 +241,8 @@ fn policy(name: &str, s: &TenantSection) -> anyhow::Result<TenantPolicy> {
             keys.iter()
                 .enumerate()
                 .map(|(i, k)| {
-                    PublicKey::parse(k).map_err(|e| anyhow!("{}: {e}", at(&format!("trustedKeys[{i}]"))))
+                    PublicKey::parse(k)
+                        .map_err(|e| anyhow!("{}: {e}", at(&format!("trustedKeys[{i}]"))))
                 })
                 .collect::<anyhow::Result<BTreeSet<_>>>()?,
         ),

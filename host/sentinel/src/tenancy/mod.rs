@@ -72,7 +72,11 @@ impl Tenancy {
     /// Whether `tenant`'s tasks may run on a plugin signed by `signer` (`None`: unsigned). The
     /// host's own signature policy has already decided what loads at all.
     pub fn trusts(&self, tenant: &str, signer: Option<&PublicKey>) -> bool {
-        match self.tenants.get(tenant).and_then(|p| p.trusted_keys.as_ref()) {
+        match self
+            .tenants
+            .get(tenant)
+            .and_then(|p| p.trusted_keys.as_ref())
+        {
             None => true,
             Some(keys) => signer.is_some_and(|k| keys.contains(k)),
         }

@@ -3,7 +3,9 @@
 //! ```json
 //! "trust": {
 //!   "requireSignature": true,
-//!   "trustedKeys": ["ed25519:3yq...="]
+//!   "trustedKeys": ["ed25519:3yq...="],
+//!   "githubSubmitters": {"associations": ["OWNER", "MEMBER"], "associationTenant": "community",
+//!                        "logins": {"alice": "acme"}}
 //! }
 //! ```
 //!
@@ -14,6 +16,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{anyhow, bail};
+use sentinel_github::SubmitterPolicy;
 use sentinel_runtime::{PublicKey, SignaturePolicy};
 use serde::Deserialize;
 
@@ -27,6 +30,9 @@ pub struct TrustSection {
     pub require_signature: Option<bool>,
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// On the GitHub store: whose issue-form submissions run, and in which tenant (see
+    /// `host/github/README.md`). Default: OWNER, MEMBER and COLLABORATOR, in `default`.
+    pub github_submitters: Option<SubmitterPolicy>,
 }
 
 /// What the host trusts, resolved.
@@ -34,6 +40,8 @@ pub struct TrustSection {
 pub struct TrustSettings {
     /// What the plugin folder loads.
     pub signatures: SignaturePolicy,
+    /// Who may submit through GitHub issues (used only by the GitHub store).
+    pub github_submitters: SubmitterPolicy,
 }
 
 /// Validates the section; `tenancy` contributes the tenants' own keys.
@@ -55,7 +63,12 @@ pub fn resolve(section: &TrustSection, tenancy: &Tenancy) -> anyhow::Result<Trus
         );
     }
     trusted.extend(tenancy.tenant_keys().cloned());
+    let github_submitters = section.github_submitters.clone().unwrap_or_default();
+    github_submitters
+        .validate()
+        .map_err(|e| anyhow!("trust.githubSubmitters: {e}"))?;
     Ok(TrustSettings {
         signatures: SignaturePolicy { require, trusted },
+        github_submitters,
     })
 }
