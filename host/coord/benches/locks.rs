@@ -30,10 +30,11 @@ fn bench(c: &mut Criterion) {
                 owner: "worker-1".into(),
                 ttl_ms: 300_000,
                 metadata: serde_json::Value::Null,
+                holder_secret: None,
             };
             let lock = store.acquire_lock(&req).await.unwrap().expect("free");
             store
-                .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token)
+                .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token, None)
                 .await
                 .unwrap();
         })
@@ -53,10 +54,11 @@ fn bench(c: &mut Criterion) {
                             owner: format!("worker-{c}"),
                             ttl_ms: 300_000,
                             metadata: serde_json::Value::Null,
+                            holder_secret: None,
                         };
                         let lock = store.acquire_lock(&req).await.unwrap().expect("free");
                         store
-                            .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token)
+                            .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token, None)
                             .await
                             .unwrap();
                     }

@@ -235,6 +235,7 @@ impl Maintenance {
                     &lock.owner,
                     lock.token,
                     self.lease_ms(),
+                    lock.holder_secret.as_ref(),
                 )
                 .await
             {
@@ -252,6 +253,7 @@ impl Maintenance {
             owner: self.node_id.clone(),
             ttl_ms: self.lease_ms(),
             metadata: serde_json::json!({"role": "maintenance"}),
+            holder_secret: Some(crate::model::HolderSecret::generate()),
         };
         *held = self.store.acquire_lock(&req).await?;
         Ok(held.is_some())

@@ -35,6 +35,7 @@ pub mod queue;
 pub mod registry;
 pub mod sqlite;
 pub mod store;
+pub mod trust;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{LockError, QueueError, StoreError, SyncError, WorkerError};

@@ -1,12 +1,14 @@
 //! LockManager (seed 000): the seed's lock API on top of [`LockStore`], with the configured TTL
-//! and retry policy. It never bypasses the store's owner and token checks.
+//! and retry policy. It never bypasses the store's owner and token checks, and every grant it
+//! asks for carries a fresh holder secret, so a lock it hands out can be released or renewed only
+//! through the `Lock` value it returned.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::LockConfig;
 use crate::error::LockError;
-use crate::model::{DEFAULT_TENANT, Lock, LockFilter, LockRequest};
+use crate::model::{DEFAULT_TENANT, HolderSecret, Lock, LockFilter, LockRequest};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -64,6 +66,7 @@ impl LockManager {
             owner: owner.to_string(),
             ttl_ms,
             metadata,
+            holder_secret: Some(HolderSecret::generate()),
         };
         let attempts = self.config.retry_attempts.max(1);
         for attempt in 1..=attempts {
@@ -91,14 +94,22 @@ impl LockManager {
             owner: owner.to_string(),
             ttl_ms,
             metadata: serde_json::Value::Null,
+            holder_secret: Some(HolderSecret::generate()),
         };
         Ok(self.store.acquire_lock(&req).await?)
     }
 
-    /// Seed `releaseLock`, checked against the grant's owner and fencing token.
+    /// Seed `releaseLock`, checked against the grant's owner, fencing token and holder secret
+    /// (every grant this manager makes has one, so only the `Lock` it returned can release).
     pub async fn release(&self, lock: &Lock) -> Result<(), LockError> {
         self.store
-            .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token)
+            .release_lock(
+                &lock.tenant,
+                &lock.key,
+                &lock.owner,
+                lock.token,
+                lock.holder_secret.as_ref(),
+            )
             .await
     }
 
@@ -110,7 +121,14 @@ impl LockManager {
 
     pub async fn renew_for(&self, lock: &Lock, ttl_ms: u64) -> Result<Lock, LockError> {
         self.store
-            .renew_lock(&lock.tenant, &lock.key, &lock.owner, lock.token, ttl_ms)
+            .renew_lock(
+                &lock.tenant,
+                &lock.key,
+                &lock.owner,
+                lock.token,
+                ttl_ms,
+                lock.holder_secret.as_ref(),
+            )
             .await
     }
 

@@ -36,15 +36,19 @@ pub trait LockStore: Send + Sync {
     /// renew).
     async fn acquire_lock(&self, req: &LockRequest) -> StoreResult<Option<Lock>>;
     /// Ends the grant `(owner, token)`. `NotFound` if no lock, `InvalidOwner` if held by another
-    /// owner or grant, `Expired` if this grant's TTL has passed.
+    /// owner or grant, or if the grant was made with a holder secret and `proof` is not that
+    /// secret ([`holder_proven`]: the lock stays held), `Expired` if this grant's TTL has passed.
+    /// The store keeps only the secret's digest (and a grant's digest is never returned).
     async fn release_lock(
         &self,
         tenant: &str,
         key: &str,
         owner: &str,
         token: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<(), LockError>;
-    /// Extends the grant to `now + ttl_ms`, keeping its token. Same errors as release.
+    /// Extends the grant to `now + ttl_ms`, keeping its token. Same errors as release; the
+    /// returned lock carries `proof` as its `holder_secret`.
     async fn renew_lock(
         &self,
         tenant: &str,
@@ -52,6 +56,7 @@ pub trait LockStore: Send + Sync {
         owner: &str,
         token: u64,
         ttl_ms: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<Lock, LockError>;
     /// The unexpired grant, if any.
     async fn get_lock(&self, tenant: &str, key: &str) -> StoreResult<Option<Lock>>;

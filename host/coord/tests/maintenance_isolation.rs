@@ -94,6 +94,7 @@ async fn a_corrupt_record_is_skipped_and_every_other_tenant_is_still_maintained(
             owner: "w".into(),
             ttl_ms: 10,
             metadata: serde_json::Value::Null,
+            holder_secret: None,
         })
         .await
         .unwrap()

@@ -112,6 +112,7 @@ async fn contend(
             owner: actor.clone(),
             ttl_ms: LOCK_TTL_MS,
             metadata: serde_json::Value::Null,
+            holder_secret: None,
         };
         let Some(lock) = store.acquire_lock(&req).await.unwrap() else {
             let nap = rand::rng().random_range(0..3);
@@ -140,7 +141,7 @@ async fn contend(
             }
         }
         let _ = store
-            .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token)
+            .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token, None)
             .await;
     }
     (entered, refused_after_pause, refused_without_pause)

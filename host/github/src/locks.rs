@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use sentinel_coord::model::{Lock, LockFilter, LockRequest};
+use sentinel_coord::model::{HolderSecret, Lock, LockFilter, LockRequest, holder_proven};
 use sentinel_coord::{Clock, LockError, LockStore, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -54,6 +54,10 @@ pub struct LockRecord {
     pub expires_at_ms: i64,
     pub metadata: Value,
     pub nonce: String,
+    /// SHA-256 (hex) of the holder's secret, when the grant was made with one: release and
+    /// renew must present the secret. Absent on older records and on released ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_digest: Option<String>,
 }
 
 impl LockRecord {
@@ -70,6 +74,7 @@ impl LockRecord {
             acquired_at: self.acquired_at_ms,
             expires_at: self.expires_at_ms,
             metadata: self.metadata.clone(),
+            holder_secret: None,
         }
     }
 
@@ -295,6 +300,7 @@ impl GithubLocks {
         key: &str,
         owner: &str,
         token: u64,
+        proof: Option<&HolderSecret>,
         next: impl Fn(&LockRecord, i64) -> LockRecord,
         release_when_expired: bool,
     ) -> Result<LockRecord, LockError> {
@@ -307,7 +313,11 @@ impl GithubLocks {
             let Some(rec) = seen.record.as_ref().filter(|r| r.held()) else {
                 return Err(LockError::NotFound { key: key.into() });
             };
-            if rec.worker_id != owner || rec.token != token {
+            // A wrong proof is judged before expiry: it never clears even an expired grant.
+            if rec.worker_id != owner
+                || rec.token != token
+                || !holder_proven(rec.holder_digest.as_deref(), proof)
+            {
                 return Err(LockError::InvalidOwner {
                     key: key.into(),
                     owner: owner.into(),
@@ -317,7 +327,10 @@ impl GithubLocks {
                 if release_when_expired {
                     // An expired grant is dead weight; clearing it is safe, and a race here
                     // only means someone else already cleared or replaced it.
-                    let released = rec.with_state("released", rec.expires_at_ms);
+                    let released = LockRecord {
+                        holder_digest: None,
+                        ..rec.with_state("released", rec.expires_at_ms)
+                    };
                     let _ = self.install(&name, &seen, &released).await?;
                 }
                 return Err(LockError::Expired { key: key.into() });
@@ -368,6 +381,7 @@ impl LockStore for GithubLocks {
                 expires_at_ms: expires,
                 metadata: req.metadata.clone(),
                 nonce: uuid::Uuid::new_v4().to_string(),
+                holder_digest: req.holder_secret.as_ref().map(HolderSecret::digest),
             };
             // Re-judge expiry at `now`: the state may have been live when observed but the
             // decision must hold at the instant of the grant too (a manual clock can jump).
@@ -378,7 +392,10 @@ impl LockStore for GithubLocks {
                 return Ok(None);
             }
             if self.install(&name, &seen, &record).await? {
-                return Ok(Some(record.to_lock()));
+                return Ok(Some(Lock {
+                    holder_secret: req.holder_secret.clone(),
+                    ..record.to_lock()
+                }));
             }
             tokio::time::sleep(contention_backoff(attempt)).await;
         }
@@ -393,13 +410,18 @@ impl LockStore for GithubLocks {
         key: &str,
         owner: &str,
         token: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<(), LockError> {
         self.change_grant(
             tenant,
             key,
             owner,
             token,
-            |rec, now| rec.with_state("released", now),
+            proof,
+            |rec, now| LockRecord {
+                holder_digest: None,
+                ..rec.with_state("released", now)
+            },
             true,
         )
         .await
@@ -413,6 +435,7 @@ impl LockStore for GithubLocks {
         owner: &str,
         token: u64,
         ttl_ms: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<Lock, LockError> {
         sentinel_coord::model::validate_lock_ttl(ttl_ms).map_err(StoreError::from)?;
         self.change_grant(
@@ -420,6 +443,7 @@ impl LockStore for GithubLocks {
             key,
             owner,
             token,
+            proof,
             |rec, now| {
                 rec.with_state(
                     "held",
@@ -429,7 +453,10 @@ impl LockStore for GithubLocks {
             false,
         )
         .await
-        .map(|r| r.to_lock())
+        .map(|r| Lock {
+            holder_secret: proof.cloned(),
+            ..r.to_lock()
+        })
     }
 
     async fn get_lock(&self, tenant: &str, key: &str) -> StoreResult<Option<Lock>> {

@@ -218,8 +218,15 @@ impl LockStore for GithubStore {
     async fn acquire_lock(&self, req: &LockRequest) -> StoreResult<Option<Lock>> {
         self.inner.locks.acquire_lock(req).await
     }
-    async fn release_lock(&self, t: &str, k: &str, o: &str, token: u64) -> Result<(), LockError> {
-        self.inner.locks.release_lock(t, k, o, token).await
+    async fn release_lock(
+        &self,
+        t: &str,
+        k: &str,
+        o: &str,
+        token: u64,
+        proof: Option<&HolderSecret>,
+    ) -> Result<(), LockError> {
+        self.inner.locks.release_lock(t, k, o, token, proof).await
     }
     async fn renew_lock(
         &self,
@@ -228,8 +235,12 @@ impl LockStore for GithubStore {
         o: &str,
         token: u64,
         ttl_ms: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<Lock, LockError> {
-        self.inner.locks.renew_lock(t, k, o, token, ttl_ms).await
+        self.inner
+            .locks
+            .renew_lock(t, k, o, token, ttl_ms, proof)
+            .await
     }
     async fn get_lock(&self, t: &str, k: &str) -> StoreResult<Option<Lock>> {
         self.inner.locks.get_lock(t, k).await

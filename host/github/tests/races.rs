@@ -32,6 +32,7 @@ fn req(owner: &str, ttl_ms: u64) -> LockRequest {
         owner: owner.into(),
         ttl_ms,
         metadata: serde_json::json!({"pid": 1}),
+        holder_secret: None,
     }
 }
 
@@ -79,7 +80,9 @@ async fn racing_workers_never_hold_a_lock_together() {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 inside.fetch_sub(1, Ordering::SeqCst);
-                s.release_lock("t", "hot", &me, lock.token).await.unwrap();
+                s.release_lock("t", "hot", &me, lock.token, None)
+                    .await
+                    .unwrap();
                 held += 1;
             }
             held
@@ -129,7 +132,7 @@ async fn an_expired_lock_is_taken_over_by_exactly_one_racer() {
     assert!(winners[0].token > old.token);
     assert_eq!(
         stores[0]
-            .release_lock("t", "hot", "old", old.token)
+            .release_lock("t", "hot", "old", old.token, None)
             .await
             .unwrap_err()
             .code(),

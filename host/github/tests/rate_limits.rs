@@ -80,6 +80,7 @@ async fn unchanged_reads_are_conditional_and_answered_304() {
             owner: "w".into(),
             ttl_ms: 60_000,
             metadata: serde_json::Value::Null,
+            holder_secret: None,
         })
         .await
         .unwrap()

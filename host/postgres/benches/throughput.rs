@@ -159,10 +159,11 @@ fn bench_locks(c: &mut Criterion, rt: &tokio::runtime::Runtime, b: &Backends) {
                             owner: "bench-worker".into(),
                             ttl_ms: 30_000,
                             metadata: serde_json::Value::Null,
+                            holder_secret: None,
                         };
                         let lock = store.acquire_lock(&req).await.unwrap().expect("free lock");
                         store
-                            .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token)
+                            .release_lock(&lock.tenant, &lock.key, &lock.owner, lock.token, None)
                             .await
                             .unwrap();
                     }
@@ -215,6 +216,7 @@ fn bench_heartbeats(c: &mut Criterion, rt: &tokio::runtime::Runtime, b: &Backend
                                     memory_bytes: Some(64 << 20),
                                     active_tasks: Some(1),
                                     extra: serde_json::Value::Null,
+                                    seal: None,
                                 };
                                 for i in (lane..WORKERS).step_by(8) {
                                     let known = store

@@ -10,7 +10,9 @@
 //! halves the cost of an acquire/release cycle on a disk with slow flushes.
 
 use async_trait::async_trait;
-use sentinel_coord::model::{Lock, LockFilter, LockRequest, validate_lock_ttl};
+use sentinel_coord::model::{
+    HolderSecret, Lock, LockFilter, LockRequest, holder_proven, validate_lock_ttl,
+};
 use sentinel_coord::{LockError, LockStore, StoreError, StoreResult};
 use tokio_postgres::Row;
 
@@ -28,6 +30,7 @@ fn decode(r: &Row) -> Result<Lock, StoreError> {
         acquired_at: r.get(4),
         expires_at: r.get(5),
         metadata: from_json(r.get::<_, &str>(6))?,
+        holder_secret: None,
     })
 }
 
@@ -40,15 +43,22 @@ WITH guard AS MATERIALIZED (
 ), clk AS MATERIALIZED (
     SELECT sentinel_now_ms($4::int8) AS now FROM guard
 )
-INSERT INTO locks AS l (tenant, key, owner, token, acquired_at, expires_at, metadata)
-SELECT $1, $2, $3, nextval('lock_fence'), clk.now, clk.now + $5::int8, $6 FROM clk
+INSERT INTO locks AS l (tenant, key, owner, token, acquired_at, expires_at, metadata, holder_digest)
+SELECT $1, $2, $3, nextval('lock_fence'), clk.now, clk.now + $5::int8, $6, $7 FROM clk
 ON CONFLICT (tenant, key) DO UPDATE
    SET owner = EXCLUDED.owner, token = EXCLUDED.token, acquired_at = EXCLUDED.acquired_at,
-       expires_at = EXCLUDED.expires_at, metadata = EXCLUDED.metadata
+       expires_at = EXCLUDED.expires_at, metadata = EXCLUDED.metadata,
+       holder_digest = EXCLUDED.holder_digest
  WHERE l.expires_at <= EXCLUDED.acquired_at
 RETURNING token, acquired_at, expires_at";
 
-/// Why release or renew did not match `(owner, token)` on an unexpired grant.
+/// The digest a release or renew matches against: a grant with a digest matches only the same
+/// digest; `''` (no proof presented) never equals a hex digest.
+fn proof_digest(proof: Option<&HolderSecret>) -> String {
+    proof.map(HolderSecret::digest).unwrap_or_default()
+}
+
+/// Why release or renew did not match `(owner, token, proof)` on an unexpired grant.
 async fn diagnose(
     c: &deadpool_postgres::Client,
     now: Option<i64>,
@@ -56,10 +66,11 @@ async fn diagnose(
     key: &str,
     owner: &str,
     token: u64,
+    proof: Option<&HolderSecret>,
 ) -> Result<LockError, crate::error::OpError> {
     let stmt = c
         .prepare_cached(
-            "SELECT owner, token, expires_at <= sentinel_now_ms($3::int8)
+            "SELECT owner, token, expires_at <= sentinel_now_ms($3::int8), holder_digest
              FROM locks WHERE tenant = $1 AND key = $2",
         )
         .await?;
@@ -68,7 +79,11 @@ async fn diagnose(
         None => LockError::NotFound {
             key: key.to_string(),
         },
-        Some(r) if r.get::<_, &str>(0) != owner || u64_col(r.get(1)) != token => {
+        Some(r)
+            if r.get::<_, &str>(0) != owner
+                || u64_col(r.get(1)) != token
+                || !holder_proven(r.get::<_, Option<&str>>(3), proof) =>
+        {
             LockError::InvalidOwner {
                 key: key.to_string(),
                 owner: owner.to_string(),
@@ -87,11 +102,20 @@ impl LockStore for PgStore {
         let meta = to_json(&req.metadata)?;
         let ttl = ms_param(req.ttl_ms);
         let now = self.now_param();
+        let digest = req.holder_secret.as_ref().map(HolderSecret::digest);
         let row = with_conn!(self, |c| {
             let stmt = c.prepare_cached(ACQUIRE).await?;
             Ok(c.query_opt(
                 &stmt,
-                &[&req.tenant, &req.key, &req.owner, &now, &ttl, &meta],
+                &[
+                    &req.tenant,
+                    &req.key,
+                    &req.owner,
+                    &now,
+                    &ttl,
+                    &meta,
+                    &digest,
+                ],
             )
             .await?)
         })?;
@@ -103,6 +127,7 @@ impl LockStore for PgStore {
             acquired_at: r.get(1),
             expires_at: r.get(2),
             metadata: req.metadata.clone(),
+            holder_secret: req.holder_secret.clone(),
         }))
     }
 
@@ -112,9 +137,11 @@ impl LockStore for PgStore {
         key: &str,
         owner: &str,
         token: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<(), LockError> {
         let now = self.now_param();
         let tok = token as i64;
+        let digest = proof_digest(proof);
         with_conn!(self, |c| {
             // An expired grant is dead weight either way: removing it is always safe, and the
             // caller still learns it had expired.
@@ -124,18 +151,21 @@ impl LockStore for PgStore {
                          SELECT set_config('synchronous_commit', 'off', true))
                      DELETE FROM locks USING relaxed
                      WHERE tenant = $1 AND key = $2 AND owner = $3 AND token = $4
+                       AND (holder_digest IS NULL OR holder_digest = $6)
                      RETURNING expires_at <= sentinel_now_ms($5::int8)",
                 )
                 .await?;
             match c
-                .query_opt(&stmt, &[&tenant, &key, &owner, &tok, &now])
+                .query_opt(&stmt, &[&tenant, &key, &owner, &tok, &now, &digest])
                 .await?
             {
                 Some(r) if r.get::<_, bool>(0) => Ok(Err(LockError::Expired {
                     key: key.to_string(),
                 })),
                 Some(_) => Ok(Ok(())),
-                None => Ok(Err(diagnose(&c, now, tenant, key, owner, token).await?)),
+                None => Ok(Err(
+                    diagnose(&c, now, tenant, key, owner, token, proof).await?
+                )),
             }
         })?
     }
@@ -147,11 +177,13 @@ impl LockStore for PgStore {
         owner: &str,
         token: u64,
         ttl_ms: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<Lock, LockError> {
         validate_lock_ttl(ttl_ms).map_err(StoreError::from)?;
         let now = self.now_param();
         let tok = token as i64;
         let ttl = ms_param(ttl_ms);
+        let digest = proof_digest(proof);
         with_conn!(self, |c| {
             let stmt = c
                 .prepare_cached(&format!(
@@ -159,15 +191,21 @@ impl LockStore for PgStore {
                      FROM (SELECT sentinel_now_ms($6::int8) AS now) clk
                      WHERE tenant = $1 AND key = $2 AND owner = $3 AND token = $4
                        AND expires_at > clk.now
+                       AND (holder_digest IS NULL OR holder_digest = $7)
                      RETURNING {COLS}"
                 ))
                 .await?;
             match c
-                .query_opt(&stmt, &[&tenant, &key, &owner, &tok, &ttl, &now])
+                .query_opt(&stmt, &[&tenant, &key, &owner, &tok, &ttl, &now, &digest])
                 .await?
             {
-                Some(r) => Ok(Ok(decode(&r)?)),
-                None => Ok(Err(diagnose(&c, now, tenant, key, owner, token).await?)),
+                Some(r) => Ok(Ok(Lock {
+                    holder_secret: proof.cloned(),
+                    ..decode(&r)?
+                })),
+                None => Ok(Err(
+                    diagnose(&c, now, tenant, key, owner, token, proof).await?
+                )),
             }
         })?
     }

@@ -14,7 +14,7 @@ use crate::error::map_pg;
 use sentinel_coord::{StoreError, StoreResult};
 
 /// `(version, SQL)`, ascending. Each runs with `search_path` set to the store's schema.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 /// Incarnations and per-worker failure detection. Rows registered before this step get the
 /// seeds' defaults (30 s heartbeats, 120 s threshold) rather than the detector's floor.
@@ -30,6 +30,13 @@ ALTER TABLE tasks ADD COLUMN worker_incarnation bigint;
 /// appears when a tenant first submits, or when its settings are put); claims find the
 /// backlogged tenants by skipping through `tasks_ready_tenant` (one probe per tenant, never a
 /// scan of the backlog) and read each one's head of it, so the global `tasks_ready` goes.
+/// Holder proofs: a grant made with a holder secret keeps the secret's SHA-256 digest (hex);
+/// release and renew must present the secret. Older grants have none and stay open to owner and
+/// token, as they were.
+const V4: &str = r#"
+ALTER TABLE locks ADD COLUMN holder_digest text;
+"#;
+
 const V3: &str = r#"
 ALTER TABLE tasks DROP CONSTRAINT tasks_pkey;
 ALTER TABLE tasks ADD PRIMARY KEY (tenant, id);

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub plugins_loaded: IntGauge,
     /// Audit events by kind (`refused`, `admin`) and reason or outcome.
     pub audit_events: IntCounterVec,
+    /// Store records ignored because the fleet did not seal them, by record kind.
+    pub unsealed_records: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -109,6 +111,12 @@ impl Metrics {
             capacity_total: gauge(r, "capacity_total", "Task slots of all live workers"),
             capacity_used: gauge(r, "capacity_used", "Busy task slots of all live workers"),
             locks_active: gauge(r, "locks_active", "Unexpired locks"),
+            unsealed_records: counter_vec(
+                r,
+                "unsealed_records_total",
+                "Store records ignored because their fleet seal is missing or wrong, by record",
+                &["record"],
+            ),
             heartbeats: counter_vec(
                 r,
                 "heartbeats_total",

@@ -106,14 +106,79 @@ pub fn open_store_with(
     )
 }
 
+/// Wraps the store so that what this host's workers write is sealed with the fleet secret and
+/// what it reads is verified (see `sentinel_coord::trust`).
+fn sealed(
+    store: Arc<dyn Store>,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let keys = settings.trust.fleet.clone();
+    if keys.is_none() && store.backend_name() != "sqlite" {
+        tracing::warn!(
+            store = store.backend_name(),
+            "NO FLEET SECRET: this host shares a {} store without authenticating workers, so anyone who can write to the store can pose as a worker. Set SENTINEL_FLEET_SECRET (or trust.fleetSecretFile) on every host of the fleet.",
+            store.backend_name()
+        );
+    }
+    let id = store_identity(&settings.store_url)?;
+    let m = metrics.clone();
+    let hook: sentinel_coord::trust::RejectHook = Arc::new(move |record: &str, _: &str| {
+        m.unsealed_records.with_label_values(&[record]).inc();
+    });
+    Ok(Arc::new(
+        sentinel_coord::trust::SealedStore::new(store, keys, id).with_reject_hook(hook),
+    ))
+}
+
+/// What names the store the same way on every host of a fleet (it is part of every seal, so a
+/// record copied from another store does not verify): the SQLite file's canonical path, the
+/// PostgreSQL database and schema, the GitHub repository. Never includes credentials.
+pub fn store_identity(url: &str) -> anyhow::Result<String> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = std::fs::canonicalize(path)
+            .with_context(|| format!("resolving the SQLite path {path}"))?;
+        return Ok(format!("sqlite:{}", path.display()));
+    }
+    if let Some(rest) = url.strip_prefix("github://") {
+        let repo = rest.split(['?', '#']).next().unwrap_or_default();
+        return Ok(format!(
+            "github:{}",
+            repo.trim_end_matches('/').to_ascii_lowercase()
+        ));
+    }
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or_else(|| anyhow::anyhow!("store {url}: unsupported URL"))?;
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let database = param("dbname")
+        .or_else(|| location.split_once('/').map(|(_, db)| db.to_string()))
+        .filter(|db| !db.is_empty())
+        .unwrap_or_else(|| "postgres".into());
+    let schema = param("schema").unwrap_or_else(|| "public".into());
+    Ok(format!("postgres:{database}/{schema}"))
+}
+
 impl Node {
     /// Starts every part of the host and begins serving.
     pub async fn start(settings: Settings) -> anyhow::Result<Node> {
         ensure_descriptors(&settings);
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-        let store = open_store_with(&settings.store_url, &settings.trust)?;
         let metrics = Arc::new(Metrics::new(&settings.worker_id));
+        let store = sealed(
+            open_store_with(&settings.store_url, &settings.trust)?,
+            &settings,
+            &metrics,
+        )?;
         // Weights and quotas live in the store, where every host of the fleet enforces them.
         for (name, policy) in &settings.tenancy.tenants {
             store
@@ -237,6 +302,7 @@ impl Node {
                         memory_bytes: resident_memory_bytes(),
                         active_tasks: Some(n),
                         extra: serde_json::Value::Null,
+                        seal: None,
                     }
                 }),
             );

@@ -10,7 +10,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use sentinel_postgres::{PgOptions, PgStore};
 use serde_json::json;
 use support::*;
 
@@ -36,20 +35,8 @@ async fn completed(c: &sentinel::client::Client) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_on_postgres_survives_a_killed_worker_and_a_server_restart() {
-    let base = sentinel_postgres::testing::url();
-    let schema = sentinel_postgres::testing::fresh_schema();
     // Owns the schema: dropped (with all the test's data) at the end.
-    let _owner = PgStore::open_with(
-        &base,
-        PgOptions {
-            schema: Some(schema.clone()),
-            drop_schema_on_drop: true,
-            ..PgOptions::default()
-        },
-    )
-    .expect("PostgreSQL reachable");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let store = format!("{base}{sep}schema={schema}");
+    let (_owner, store) = fresh_postgres_store();
     let dir = tempfile::tempdir().unwrap();
     let w1 = spawn_worker("pg1", &store, dir.path(), 16);
     let w2 = spawn_worker("pg2", &store, dir.path(), 16);

@@ -119,6 +119,7 @@ async fn tenant_b_reaches_for_everything_of_tenant_a_and_finds_nothing() {
             owner: "a-owner".into(),
             ttl_ms: 60_000,
             metadata: json!({}),
+            holder_secret: None,
         })
         .await
         .unwrap()

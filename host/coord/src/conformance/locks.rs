@@ -16,6 +16,7 @@ fn req(tenant: &str, key: &str, owner: &str, ttl_ms: u64) -> LockRequest {
         owner: owner.into(),
         ttl_ms,
         metadata: json!({"hostname": "h1", "pid": 42}),
+        holder_secret: None,
     }
 }
 
@@ -54,7 +55,7 @@ pub async fn lock_tokens_strictly_increase_across_grants(f: &dyn StoreFactory) {
         .await
         .unwrap()
         .unwrap();
-    s.release_lock("t", "k", "w1", a.token).await.unwrap();
+    s.release_lock("t", "k", "w1", a.token, None).await.unwrap();
     let b = s
         .acquire_lock(&req("t", "k", "w1", 100))
         .await
@@ -118,7 +119,10 @@ pub async fn expired_lock_cannot_be_released_by_its_old_owner(f: &dyn StoreFacto
         .unwrap()
         .unwrap();
     clock.advance_ms(600);
-    let err = s.release_lock("t", "k", "w1", a.token).await.unwrap_err();
+    let err = s
+        .release_lock("t", "k", "w1", a.token, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "LOCK_EXPIRED");
 
     let b = s
@@ -131,7 +135,10 @@ pub async fn expired_lock_cannot_be_released_by_its_old_owner(f: &dyn StoreFacto
         .await
         .unwrap()
         .unwrap();
-    let err = s.release_lock("t", "k2", "w1", b.token).await.unwrap_err();
+    let err = s
+        .release_lock("t", "k2", "w1", b.token, None)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.code(),
         "INVALID_OWNER",
@@ -142,7 +149,10 @@ pub async fn expired_lock_cannot_be_released_by_its_old_owner(f: &dyn StoreFacto
 
 pub async fn release_checks_owner_and_token(f: &dyn StoreFactory) {
     let (s, _) = fresh(f).await;
-    let err = s.release_lock("t", "nope", "w1", 1).await.unwrap_err();
+    let err = s
+        .release_lock("t", "nope", "w1", 1, None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, LockError::NotFound { .. }));
     assert_eq!(err.code(), "NOT_FOUND");
     let a = s
@@ -150,10 +160,13 @@ pub async fn release_checks_owner_and_token(f: &dyn StoreFactory) {
         .await
         .unwrap()
         .unwrap();
-    let err = s.release_lock("t", "k", "w2", a.token).await.unwrap_err();
+    let err = s
+        .release_lock("t", "k", "w2", a.token, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "INVALID_OWNER");
     let err = s
-        .release_lock("t", "k", "w1", a.token + 1)
+        .release_lock("t", "k", "w1", a.token + 1, None)
         .await
         .unwrap_err();
     assert_eq!(
@@ -165,10 +178,10 @@ pub async fn release_checks_owner_and_token(f: &dyn StoreFactory) {
         s.get_lock("t", "k").await.unwrap().is_some(),
         "refused releases change nothing"
     );
-    s.release_lock("t", "k", "w1", a.token).await.unwrap();
+    s.release_lock("t", "k", "w1", a.token, None).await.unwrap();
     assert!(s.get_lock("t", "k").await.unwrap().is_none());
     assert_eq!(
-        s.release_lock("t", "k", "w1", a.token)
+        s.release_lock("t", "k", "w1", a.token, None)
             .await
             .unwrap_err()
             .code(),
@@ -184,7 +197,10 @@ pub async fn renew_extends_ttl_and_keeps_token(f: &dyn StoreFactory) {
         .unwrap()
         .unwrap();
     clock.advance_ms(900);
-    let r = s.renew_lock("t", "k", "w1", a.token, 1000).await.unwrap();
+    let r = s
+        .renew_lock("t", "k", "w1", a.token, 1000, None)
+        .await
+        .unwrap();
     assert_eq!(r.token, a.token);
     assert_eq!(r.expires_at, a.acquired_at + 900 + 1000);
     clock.advance_ms(900);
@@ -193,7 +209,7 @@ pub async fn renew_extends_ttl_and_keeps_token(f: &dyn StoreFactory) {
         "renewed lock outlives its first TTL"
     );
     assert_eq!(
-        s.renew_lock("t", "k", "w2", a.token, 1000)
+        s.renew_lock("t", "k", "w2", a.token, 1000, None)
             .await
             .unwrap_err()
             .code(),
@@ -201,14 +217,14 @@ pub async fn renew_extends_ttl_and_keeps_token(f: &dyn StoreFactory) {
     );
     clock.advance_ms(100);
     assert_eq!(
-        s.renew_lock("t", "k", "w1", a.token, 1000)
+        s.renew_lock("t", "k", "w1", a.token, 1000, None)
             .await
             .unwrap_err()
             .code(),
         "LOCK_EXPIRED"
     );
     assert_eq!(
-        s.renew_lock("t", "zz", "w1", 1, 1000)
+        s.renew_lock("t", "zz", "w1", 1, 1000, None)
             .await
             .unwrap_err()
             .code(),
@@ -320,7 +336,7 @@ pub async fn locks_are_isolated_by_tenant(f: &dyn StoreFactory) {
         "the same key in another tenant is another lock"
     );
     assert_eq!(
-        s.release_lock("t2", "k", "w1", a.token)
+        s.release_lock("t2", "k", "w1", a.token, None)
             .await
             .unwrap_err()
             .code(),

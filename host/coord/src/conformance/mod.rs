@@ -18,10 +18,12 @@ mod incarnations;
 mod listing;
 mod locks;
 mod memory;
+mod proofs;
 mod queue;
 mod quotas;
 mod ranges;
 mod registry;
+mod sealing;
 mod tenancy;
 
 use std::future::Future;
@@ -33,10 +35,12 @@ pub use incarnations::*;
 pub use listing::*;
 pub use locks::*;
 pub use memory::*;
+pub use proofs::*;
 pub use queue::*;
 pub use quotas::*;
 pub use ranges::*;
 pub use registry::*;
+pub use sealing::*;
 pub use tenancy::*;
 
 use crate::clock::{Clock, ManualClock};
@@ -87,6 +91,10 @@ macro_rules! conformance_tests {
             releasing_a_workers_locks_spans_tenants,
             locks_are_isolated_by_tenant,
             concurrent_acquires_grant_exactly_one_holder,
+            a_forged_release_is_refused_and_the_holder_keeps_the_lock,
+            a_forged_renew_is_refused_and_leaves_the_expiry,
+            a_proof_belongs_to_one_grant,
+            a_grant_without_a_secret_is_released_by_owner_and_token,
             registered_worker_is_active_and_listed,
             status_and_partial_capacity_updates_apply,
             heartbeat_refreshes_age_and_revives_offline_worker,
@@ -136,6 +144,12 @@ macro_rules! conformance_tests {
             lease_range_is_enforced,
             the_same_task_id_lives_in_two_tenants,
             dependencies_resolve_only_inside_the_tenant,
+            a_forged_registration_is_ignored_and_the_worker_restores_its_record,
+            a_replayed_heartbeat_does_not_keep_a_dead_worker_alive,
+            a_process_without_the_secret_may_not_claim_in_an_authenticated_fleet,
+            tasks_held_by_an_unauthenticated_worker_are_taken_back,
+            a_settlement_by_a_process_without_the_secret_is_refused,
+            two_secrets_are_accepted_while_the_fleet_changes_its_secret,
             an_admin_listing_pages_across_tenants_by_task_key,
             tenant_settings_roundtrip_and_ranges,
             queued_quota_refuses_the_whole_batch_and_stores_nothing,

@@ -208,6 +208,7 @@ fn lock_req(key: &str, ttl_ms: u64) -> LockRequest {
         owner: "o".into(),
         ttl_ms,
         metadata: json!({}),
+        holder_secret: None,
     }
 }
 
@@ -241,10 +242,10 @@ pub async fn lock_ttl_range_is_enforced(f: &dyn StoreFactory) {
         .unwrap();
     assert_eq!(hi.expires_at, clock.now_ms() + r.max);
     for bad in [0, r.max as u64 + 1, u64::MAX] {
-        lock_refused(s.renew_lock("t", "hi", "o", hi.token, bad).await, &r);
+        lock_refused(s.renew_lock("t", "hi", "o", hi.token, bad, None).await, &r);
     }
     let renewed = s
-        .renew_lock("t", "hi", "o", hi.token, r.max as u64)
+        .renew_lock("t", "hi", "o", hi.token, r.max as u64, None)
         .await
         .unwrap();
     assert_eq!(renewed.expires_at, clock.now_ms() + r.max);

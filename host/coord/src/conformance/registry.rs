@@ -103,6 +103,7 @@ pub async fn heartbeat_refreshes_age_and_revives_offline_worker(f: &dyn StoreFac
         memory_bytes: Some(1 << 20),
         active_tasks: Some(1),
         extra: json!({"healthStatus": "healthy"}),
+        seal: None,
     };
     assert!(s.record_heartbeat("w1", 0, &info).await.unwrap());
     let w = s.get_worker("w1").await.unwrap().unwrap();

@@ -4,6 +4,7 @@
 pub mod limits;
 mod lock;
 mod memory;
+mod proof;
 mod task;
 mod tenant;
 mod validate;
@@ -11,6 +12,7 @@ mod worker;
 
 pub use lock::*;
 pub use memory::*;
+pub use proof::*;
 pub use task::*;
 pub use tenant::*;
 pub use validate::*;

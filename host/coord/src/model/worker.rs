@@ -138,6 +138,10 @@ pub struct HeartbeatInfo {
     pub memory_bytes: Option<u64>,
     pub active_tasks: Option<u32>,
     pub extra: serde_json::Value,
+    /// The fleet's authentication of this heartbeat and of the worker's identity (see
+    /// [`crate::trust`]); absent in a fleet without a secret. Stored with the health data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<crate::trust::WorkerSeal>,
 }
 
 /// Outcome counters kept per worker.

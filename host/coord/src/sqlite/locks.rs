@@ -7,12 +7,17 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 use super::codec::{from_json, next_counter, to_json, u64_col};
 use super::{SqliteStore, map_err};
 use crate::error::{LockError, StoreError};
-use crate::model::{Lock, LockFilter, LockRequest, expiry, validate_lock_ttl};
+use crate::model::{
+    HolderSecret, Lock, LockFilter, LockRequest, expiry, holder_proven, validate_lock_ttl,
+};
 use crate::store::{LockStore, StoreResult};
 
-const COLS: &str = "tenant, key, owner, token, acquired_at, expires_at, metadata";
+/// The stored columns; the last, `holder_digest`, is read only to check a proof.
+const COLS: &str = "tenant, key, owner, token, acquired_at, expires_at, metadata, holder_digest";
 
-fn row_to_lock(r: &Row<'_>) -> rusqlite::Result<(Lock, String)> {
+type Stored = (Lock, String, Option<String>);
+
+fn row_to_lock(r: &Row<'_>) -> rusqlite::Result<Stored> {
     Ok((
         Lock {
             tenant: r.get(0)?,
@@ -22,17 +27,33 @@ fn row_to_lock(r: &Row<'_>) -> rusqlite::Result<(Lock, String)> {
             acquired_at: r.get(4)?,
             expires_at: r.get(5)?,
             metadata: serde_json::Value::Null,
+            holder_secret: None,
         },
         r.get(6)?,
+        r.get(7)?,
     ))
 }
 
-fn decode((mut lock, meta): (Lock, String)) -> Result<Lock, StoreError> {
-    lock.metadata = from_json(&meta)?;
-    Ok(lock)
+fn decode((lock, meta, digest): Stored) -> Result<(Lock, Option<String>), StoreError> {
+    Ok((
+        Lock {
+            metadata: from_json(&meta)?,
+            ..lock
+        },
+        digest,
+    ))
 }
 
-fn fetch(tx: &Transaction<'_>, tenant: &str, key: &str) -> Result<Option<Lock>, StoreError> {
+fn decode_lock(stored: Stored) -> Result<Lock, StoreError> {
+    decode(stored).map(|(lock, _)| lock)
+}
+
+/// The grant and its holder digest.
+fn fetch(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<(Lock, Option<String>)>, StoreError> {
     tx.prepare_cached(&format!(
         "SELECT {COLS} FROM locks WHERE tenant = ?1 AND key = ?2"
     ))
@@ -42,7 +63,8 @@ fn fetch(tx: &Transaction<'_>, tenant: &str, key: &str) -> Result<Option<Lock>, 
     .transpose()
 }
 
-/// The shared owner/token/expiry check of release and renew.
+/// The shared owner/token/proof/expiry check of release and renew. A wrong proof is judged
+/// before expiry, so it never deletes even an expired grant.
 fn check_grant(
     tx: &Transaction<'_>,
     now: i64,
@@ -50,13 +72,14 @@ fn check_grant(
     key: &str,
     owner: &str,
     token: u64,
+    proof: Option<&HolderSecret>,
 ) -> Result<Lock, LockError> {
-    let Some(lock) = fetch(tx, tenant, key)? else {
+    let Some((lock, digest)) = fetch(tx, tenant, key)? else {
         return Err(LockError::NotFound {
             key: key.to_string(),
         });
     };
-    if lock.owner != owner || lock.token != token {
+    if lock.owner != owner || lock.token != token || !holder_proven(digest.as_deref(), proof) {
         return Err(LockError::InvalidOwner {
             key: key.to_string(),
             owner: owner.to_string(),
@@ -76,6 +99,7 @@ impl LockStore for SqliteStore {
         req.validate()?;
         let req = req.clone();
         let meta = to_json(&req.metadata)?;
+        let digest = req.holder_secret.as_ref().map(HolderSecret::digest);
         self.write(move |tx, now| {
             let held: Option<i64> = tx
                 .prepare_cached("SELECT expires_at FROM locks WHERE tenant = ?1 AND key = ?2")
@@ -90,7 +114,7 @@ impl LockStore for SqliteStore {
             let token = next_counter(tx, "lock_fence")?;
             let expires_at = expiry(now, req.ttl_ms);
             tx.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO locks ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT OR REPLACE INTO locks ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ))
             .and_then(|mut s| {
                 s.execute(params![
@@ -100,7 +124,8 @@ impl LockStore for SqliteStore {
                     token as i64,
                     now,
                     expires_at,
-                    meta
+                    meta,
+                    digest
                 ])
             })
             .map_err(map_err)?;
@@ -112,6 +137,7 @@ impl LockStore for SqliteStore {
                 acquired_at: now,
                 expires_at,
                 metadata: req.metadata,
+                holder_secret: req.holder_secret,
             }))
         })
         .await
@@ -123,10 +149,12 @@ impl LockStore for SqliteStore {
         key: &str,
         owner: &str,
         token: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<(), LockError> {
         let (tenant, key, owner) = (tenant.to_string(), key.to_string(), owner.to_string());
+        let proof = proof.cloned();
         self.write(move |tx, now| {
-            let outcome = check_grant(tx, now, &tenant, &key, &owner, token);
+            let outcome = check_grant(tx, now, &tenant, &key, &owner, token, proof.as_ref());
             if matches!(outcome, Ok(_) | Err(LockError::Expired { .. })) {
                 // An expired grant is dead weight either way; removing it is always safe.
                 tx.prepare_cached("DELETE FROM locks WHERE tenant = ?1 AND key = ?2")
@@ -145,15 +173,19 @@ impl LockStore for SqliteStore {
         owner: &str,
         token: u64,
         ttl_ms: u64,
+        proof: Option<&HolderSecret>,
     ) -> Result<Lock, LockError> {
         validate_lock_ttl(ttl_ms).map_err(StoreError::from)?;
         let (tenant, key, owner) = (tenant.to_string(), key.to_string(), owner.to_string());
+        let proof = proof.cloned();
         self.write(move |tx, now| {
-            let mut lock = match check_grant(tx, now, &tenant, &key, &owner, token) {
+            let mut lock = match check_grant(tx, now, &tenant, &key, &owner, token, proof.as_ref())
+            {
                 Ok(l) => l,
                 Err(e) => return Ok(Err(e)),
             };
             lock.expires_at = expiry(now, ttl_ms);
+            lock.holder_secret = proof;
             tx.prepare_cached("UPDATE locks SET expires_at = ?3 WHERE tenant = ?1 AND key = ?2")
                 .and_then(|mut s| s.execute(params![tenant, key, lock.expires_at]))
                 .map_err(map_err)?;
@@ -164,8 +196,12 @@ impl LockStore for SqliteStore {
 
     async fn get_lock(&self, tenant: &str, key: &str) -> StoreResult<Option<Lock>> {
         let (tenant, key) = (tenant.to_string(), key.to_string());
-        self.read(move |tx, now| Ok(fetch(tx, &tenant, &key)?.filter(|l| !l.is_expired_at(now))))
-            .await
+        self.read(move |tx, now| {
+            Ok(fetch(tx, &tenant, &key)?
+                .map(|(lock, _)| lock)
+                .filter(|l| !l.is_expired_at(now)))
+        })
+        .await
     }
 
     async fn list_locks(&self, filter: &LockFilter) -> StoreResult<Vec<Lock>> {
@@ -185,7 +221,7 @@ impl LockStore for SqliteStore {
                     row_to_lock,
                 )
                 .map_err(map_err)?;
-            rows.map(|r| decode(r.map_err(map_err)?)).collect()
+            rows.map(|r| decode_lock(r.map_err(map_err)?)).collect()
         })
         .await
     }

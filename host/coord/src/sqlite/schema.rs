@@ -197,6 +197,10 @@ const STEPS: &[&str] = &[
      CREATE INDEX memory_tenant_expiry ON memory (tenant, expires_at)
         WHERE expires_at IS NOT NULL AND value IS NOT NULL;
      INSERT OR IGNORE INTO counters (name, value) VALUES ('fair_vclock', 0);",
+    // 3: holder proofs. A grant made with a holder secret keeps its SHA-256 digest; release and
+    // renew must present the secret. Grants from before this step have none and stay open to
+    // owner and token, as they were.
+    "ALTER TABLE locks ADD COLUMN holder_digest TEXT;",
 ];
 
 pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {

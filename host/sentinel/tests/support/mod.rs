@@ -14,6 +14,8 @@ pub struct Host {
     pub child: Child,
     pub client: Client,
     pub log: PathBuf,
+    /// `host:port` it serves HTTP on.
+    pub addr: String,
 }
 
 /// Fast heartbeats so failover is quick: stale after 1.5 s, checked every 0.5 s.
@@ -44,8 +46,22 @@ pub fn plugin_folder(dir: &Path, test_guests: &[&str], examples: &[&str]) -> Pat
     folder
 }
 
+/// What a test adds to a worker's command line and environment.
+#[derive(Default)]
+pub struct Extra<'a> {
+    pub args: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+    /// The `SENTINEL_LOG` filter (default `info`).
+    pub log: Option<&'a str>,
+}
+
 /// Starts a worker on `store` and waits until it serves HTTP.
 pub fn spawn_worker(id: &str, store: &str, dir: &Path, max_tasks: u32) -> Host {
+    spawn_worker_with(id, store, dir, max_tasks, &Extra::default())
+}
+
+/// [`spawn_worker`] with extra arguments and environment.
+pub fn spawn_worker_with(id: &str, store: &str, dir: &Path, max_tasks: u32, extra: &Extra) -> Host {
     let data = dir.join(id);
     std::fs::create_dir_all(&data).unwrap();
     let log = dir.join(format!("{id}.log"));
@@ -70,7 +86,9 @@ pub fn spawn_worker(id: &str, store: &str, dir: &Path, max_tasks: u32) -> Host {
         .args(["--stale-threshold-ms", &STALE_MS.to_string()])
         .args(["--check-interval-ms", &CHECK_MS.to_string()])
         .args(["--shutdown-grace-seconds", "30"])
-        .env("SENTINEL_LOG", "info")
+        .args(extra.args)
+        .envs(extra.env.iter().copied())
+        .env("SENTINEL_LOG", extra.log.unwrap_or("info"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -110,6 +128,7 @@ pub fn spawn_worker(id: &str, store: &str, dir: &Path, max_tasks: u32) -> Host {
         child,
         client: Client::new(&addr, None, None).unwrap(),
         log,
+        addr,
     }
 }
 
@@ -124,6 +143,24 @@ impl Drop for Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh schema on the test PostgreSQL server: the store that owns it (dropped, with all the
+/// test's data, when it drops) and the store URL workers open it with.
+pub fn fresh_postgres_store() -> (sentinel_postgres::PgStore, String) {
+    let base = sentinel_postgres::testing::url();
+    let schema = sentinel_postgres::testing::fresh_schema();
+    let owner = sentinel_postgres::PgStore::open_with(
+        &base,
+        sentinel_postgres::PgOptions {
+            schema: Some(schema.clone()),
+            drop_schema_on_drop: true,
+            ..Default::default()
+        },
+    )
+    .expect("PostgreSQL reachable");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    (owner, format!("{base}{sep}schema={schema}"))
 }
 
 /// Polls `f` until it returns `Some`, for at most `limit`.
