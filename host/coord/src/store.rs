@@ -253,6 +253,13 @@ pub trait QueueStore: Send + Sync {
         failures: &[Failure],
         policy: &RetryPolicy,
     ) -> StoreResult<Vec<Settlement>>;
+    /// Gives back claims their worker never started (its local buffer, emptied at shutdown or
+    /// when a task waited too long for a slot): each task `(c.tenant, c.task_id)` still running
+    /// under `c.fence` becomes pending at once, with the attempt the claim counted taken back,
+    /// no worker and no lease, in its old place in the queue. Its fence stays advanced, so the
+    /// released claim can settle nothing. Anything else (settled, cancelled, reclaimed) is left
+    /// alone. One transaction; returns how many were given back, and wakes task subscribers.
+    async fn release_claims(&self, claims: &[TaskClaim]) -> StoreResult<u64>;
     /// Pending, failed or running → cancelled (a running worker's completion is then refused);
     /// dependents become dead. `false` if not found in the tenant or already terminal.
     async fn cancel(&self, tenant: &str, task_id: &str) -> StoreResult<bool>;

@@ -391,6 +391,9 @@ impl QueueStore for GithubStore {
     async fn fail(&self, f: &[Failure], p: &RetryPolicy) -> StoreResult<Vec<Settlement>> {
         self.inner.queue.fail(f, p).await
     }
+    async fn release_claims(&self, claims: &[TaskClaim]) -> StoreResult<u64> {
+        self.inner.queue.release_claims(claims).await
+    }
     async fn cancel(&self, t: &str, id: &str) -> StoreResult<bool> {
         self.inner.queue.cancel(t, id).await
     }

@@ -386,6 +386,10 @@ impl QueueStore for PgStore {
         settle::fail(self, failures, policy).await
     }
 
+    async fn release_claims(&self, claims: &[TaskClaim]) -> StoreResult<u64> {
+        recover::release_claims(self, claims).await
+    }
+
     async fn cancel(&self, tenant: &str, task_id: &str) -> StoreResult<bool> {
         settle::cancel(self, tenant, task_id).await
     }

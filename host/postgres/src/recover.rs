@@ -202,3 +202,55 @@ pub(crate) async fn renew_lease(
         Ok(Err(rejection(current.get(&key(tenant, task_id)), fence)))
     })
 }
+
+/// Gives back unstarted claims (see [`sentinel_coord::QueueStore::release_claims`]): the rows
+/// still running under the presented fence are locked in (tenant, id) order, then returned to
+/// pending with their attempt taken back, and claimers are notified, in one statement.
+const RELEASE: &str = "
+WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) AS x(tenant, id, fence)),
+locked AS (
+    SELECT t.tenant, t.id FROM tasks t JOIN x ON t.tenant = x.tenant AND t.id = x.id
+    WHERE t.state = 'running' AND t.fence = x.fence
+    ORDER BY t.tenant, t.id FOR UPDATE OF t
+),
+up AS (
+    UPDATE tasks t SET state = 'pending', attempt = GREATEST(t.attempt - 1, 0),
+           worker_id = NULL, worker_incarnation = NULL, lease_expires_at = NULL,
+           deadline_at = NULL, started_at = NULL, updated_at = sentinel_now_ms($4::int8)
+    FROM locked WHERE t.tenant = locked.tenant AND t.id = locked.id
+    RETURNING 1
+),
+n AS (SELECT pg_notify($5, $6) WHERE EXISTS (SELECT 1 FROM up))
+SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM n)";
+
+pub(crate) async fn release_claims(store: &PgStore, claims: &[TaskClaim]) -> StoreResult<u64> {
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    let tenants: Vec<&str> = claims.iter().map(|c| c.tenant.as_str()).collect();
+    let ids: Vec<&str> = claims.iter().map(|c| c.task_id.as_str()).collect();
+    let fences: Vec<i64> = claims.iter().map(|c| c.fence as i64).collect();
+    let now = store.now_param();
+    let channel = store.inner.channel.as_str();
+    let n = with_conn!(store, |c| {
+        let stmt = c.prepare_cached(RELEASE).await?;
+        let row = c
+            .query_one(
+                &stmt,
+                &[
+                    &tenants,
+                    &ids,
+                    &fences,
+                    &now,
+                    &channel,
+                    &crate::notify::TASKS_PAYLOAD,
+                ],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    })?;
+    if n > 0 {
+        store.wake_local(Topic::Tasks);
+    }
+    Ok(n)
+}

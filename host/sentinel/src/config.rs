@@ -138,6 +138,10 @@ pub struct MemorySyncSection {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CapacitySection {
     pub max_concurrent_tasks: Option<u32>,
+    /// Tasks claimed ahead of free slots (the local buffer).
+    pub prefetch: Option<u32>,
+    /// Longest a buffered task waits for a slot (ms).
+    pub prefetch_wait_ms: Option<u64>,
     pub cpu_cores: Option<u32>,
     pub memory_mb: Option<u64>,
     pub supported_task_types: Option<Vec<String>>,
@@ -172,6 +176,8 @@ pub struct Overrides {
     pub worker_id: Option<String>,
     pub hostname: Option<String>,
     pub max_tasks: Option<u32>,
+    pub prefetch: Option<u32>,
+    pub prefetch_wait_ms: Option<u64>,
     pub task_types: Option<Vec<String>>,
     pub labels: Vec<(String, String)>,
     pub heartbeat_interval_ms: Option<u64>,
@@ -187,6 +193,13 @@ pub struct Overrides {
     pub insecure_no_auth: bool,
 }
 
+/// Most tasks a host may claim ahead of its free slots (`capacity.prefetch`).
+pub const PREFETCH_MAX: u32 = 10_000;
+
+/// How long a buffered task waits for a slot by default (`capacity.prefetchWaitMs`), and at most.
+pub const DEFAULT_PREFETCH_WAIT_MS: u64 = 250;
+pub const PREFETCH_WAIT_MAX_MS: u64 = 60_000;
+
 /// The resolved, validated settings of one host.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -197,6 +210,10 @@ pub struct Settings {
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
     pub max_tasks: u32,
+    /// Tasks claimed ahead into the local buffer beyond the running ones (0 = none).
+    pub prefetch: u32,
+    /// Longest a buffered task waits for a slot before it is given back.
+    pub prefetch_wait: Duration,
     pub cpu_cores: u32,
     pub memory_mb: u64,
     /// `None`: every task type a loaded plugin serves.
@@ -399,6 +416,22 @@ impl Settings {
                 "capacity.maxConcurrentTasks (WORKER_MAX_TASKS, --max-tasks): {max_tasks} must be between 1 and 10000"
             );
         }
+        let prefetch = o.prefetch.or(cap.prefetch).unwrap_or(max_tasks);
+        if prefetch > PREFETCH_MAX {
+            bail!(
+                "capacity.prefetch (WORKER_PREFETCH, --prefetch): {prefetch} must be between 0 and {}",
+                PREFETCH_MAX
+            );
+        }
+        let prefetch_wait_ms = o
+            .prefetch_wait_ms
+            .or(cap.prefetch_wait_ms)
+            .unwrap_or(DEFAULT_PREFETCH_WAIT_MS);
+        if !(1..=PREFETCH_WAIT_MAX_MS).contains(&prefetch_wait_ms) {
+            bail!(
+                "capacity.prefetchWaitMs (WORKER_PREFETCH_WAIT_MS, --prefetch-wait-ms): {prefetch_wait_ms} must be between 1 and {PREFETCH_WAIT_MAX_MS}"
+            );
+        }
         let task_types = o
             .task_types
             .or(cap.supported_task_types.clone())
@@ -455,6 +488,8 @@ impl Settings {
                 .unwrap_or_else(default_plugins),
             data_dir,
             max_tasks,
+            prefetch,
+            prefetch_wait: Duration::from_millis(prefetch_wait_ms),
             cpu_cores: cap.cpu_cores.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get() as u32)

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub balancer_decisions: IntCounter,
     pub stale_workers_detected: IntCounter,
     pub completions_rejected: IntCounter,
+    /// Claims given back unstarted from the local buffer (shutdown, or a long wait for a slot).
+    pub claims_released: IntCounter,
     pub plugins_loaded: IntGauge,
     /// Audit events by kind (`refused`, `admin`) and reason or outcome.
     pub audit_events: IntCounterVec,
@@ -143,6 +145,11 @@ impl Metrics {
                 r,
                 "completions_rejected_total",
                 "Results refused because the lease/fence was lost",
+            ),
+            claims_released: counter(
+                r,
+                "claims_released_total",
+                "Buffered claims given back to the queue unstarted",
             ),
             plugins_loaded: gauge(r, "plugins_loaded", "Plugins loaded on this host"),
             audit_events: counter_vec(

@@ -272,6 +272,8 @@ impl Node {
             cancels: cancels.clone(),
             metrics: metrics.clone(),
             max_tasks: settings.max_tasks,
+            prefetch: settings.prefetch,
+            prefetch_wait: settings.prefetch_wait,
             task_types: settings.task_types.clone(),
             lease_ms: coord.queue.lease_ms,
             incarnation,

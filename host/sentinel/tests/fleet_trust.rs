@@ -66,12 +66,7 @@ async fn a_worker_without_the_fleet_secret_takes_no_part_and_no_secret_is_ever_w
     let url = w1.addr.clone();
     let admin = Client::new(&url, Some(&admin_token), None).unwrap();
     let acme = Client::new(&url, Some(&tenant_token), None).unwrap();
-    let via_intruder = Client::new(
-        &intruder.addr,
-        Some(&admin_token),
-        Some("acme"),
-    )
-    .unwrap();
+    let via_intruder = Client::new(&intruder.addr, Some(&admin_token), Some("acme")).unwrap();
 
     let tasks: Vec<_> = (0..TASKS)
         .map(|i| json!({"type": "echo", "payload": i}))

@@ -23,6 +23,7 @@ mod queue;
 mod quotas;
 mod ranges;
 mod registry;
+mod release;
 mod sealing;
 mod tenancy;
 
@@ -40,6 +41,7 @@ pub use queue::*;
 pub use quotas::*;
 pub use ranges::*;
 pub use registry::*;
+pub use release::*;
 pub use sealing::*;
 pub use tenancy::*;
 
@@ -130,6 +132,7 @@ macro_rules! conformance_tests {
             tasks_are_isolated_by_tenant,
             submit_notifies_task_subscribers,
             completion_updates_worker_stats,
+            released_claims_return_to_the_queue_uncounted,
             memory_keys_are_listed_in_bounded_pages_without_values,
             each_worker_goes_stale_by_its_own_announced_threshold,
             health_follows_the_workers_own_threshold,

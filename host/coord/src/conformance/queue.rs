@@ -11,7 +11,7 @@ use crate::store::{Store, Topic};
 
 const LEASE: u64 = 10_000;
 
-fn claim_req(worker: &str, limit: u32) -> ClaimRequest {
+pub(super) fn claim_req(worker: &str, limit: u32) -> ClaimRequest {
     ClaimRequest {
         worker_id: worker.into(),
         task_types: None,
@@ -22,7 +22,7 @@ fn claim_req(worker: &str, limit: u32) -> ClaimRequest {
     }
 }
 
-async fn claim(s: &Arc<dyn Store>, worker: &str, limit: u32) -> Vec<Task> {
+pub(super) async fn claim(s: &Arc<dyn Store>, worker: &str, limit: u32) -> Vec<Task> {
     s.claim(&claim_req(worker, limit)).await.unwrap()
 }
 
@@ -30,7 +30,7 @@ async fn claim_one(s: &Arc<dyn Store>, worker: &str) -> Option<Task> {
     claim(s, worker, 1).await.pop()
 }
 
-fn done(t: &Task, out: &[u8]) -> Completion {
+pub(super) fn done(t: &Task, out: &[u8]) -> Completion {
     Completion {
         tenant: t.tenant.clone(),
         task_id: t.id.clone(),

@@ -224,6 +224,25 @@ pub struct Failure {
     pub retryable: bool,
 }
 
+/// A claim a worker gives back unstarted ([`crate::store::QueueStore::release_claims`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskClaim {
+    pub tenant: String,
+    pub task_id: String,
+    pub fence: u64,
+}
+
+impl TaskClaim {
+    /// The claim of a task as it was handed out.
+    pub fn of(task: &Task) -> Self {
+        Self {
+            tenant: task.tenant.clone(),
+            task_id: task.id.clone(),
+            fence: task.fence,
+        }
+    }
+}
+
 /// Why a completion, failure or lease renewal was not applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rejection {

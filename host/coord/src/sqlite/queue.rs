@@ -232,6 +232,39 @@ impl QueueStore for SqliteStore {
         Ok(out)
     }
 
+    async fn release_claims(&self, claims: &[TaskClaim]) -> StoreResult<u64> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let claims = claims.to_vec();
+        let n = self
+            .write(move |tx, now| {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE tasks SET state = 'pending', attempt = MAX(attempt - 1, 0),
+                           worker_id = NULL, worker_incarnation = NULL, lease_expires_at = NULL,
+                           deadline_at = NULL, started_at = NULL, updated_at = ?4
+                         WHERE tenant = ?1 AND id = ?2 AND state = 'running' AND fence = ?3",
+                    )
+                    .map_err(map_err)?;
+                let mut n = 0u64;
+                for c in &claims {
+                    n += stmt
+                        .execute(params![c.tenant, c.task_id, c.fence as i64, now])
+                        .map_err(map_err)? as u64;
+                }
+                if n > 0 {
+                    bump_task_wake(tx)?;
+                }
+                Ok(n)
+            })
+            .await?;
+        if n > 0 {
+            self.notify(Topic::Tasks);
+        }
+        Ok(n)
+    }
+
     async fn fail(
         &self,
         failures: &[Failure],

@@ -604,6 +604,10 @@ impl QueueStore for SealedStore {
         self.may_act().await?;
         self.inner.fail(failures, policy).await
     }
+    async fn release_claims(&self, claims: &[TaskClaim]) -> StoreResult<u64> {
+        // Giving work back to the fleet is always allowed, even to a process outside it.
+        self.inner.release_claims(claims).await
+    }
     async fn cancel(&self, tenant: &str, task_id: &str) -> StoreResult<bool> {
         self.inner.cancel(tenant, task_id).await
     }

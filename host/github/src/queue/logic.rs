@@ -399,6 +399,29 @@ impl QueueState {
         true
     }
 
+    /// See [`sentinel_coord::QueueStore::release_claims`].
+    pub fn release_claims(&mut self, now: i64, claims: &[TaskClaim]) -> u64 {
+        let mut n = 0;
+        for c in claims {
+            let k = key(&c.tenant, &c.task_id);
+            if !self.running_with(&k, c.fence) {
+                continue;
+            }
+            let r = self.touch(&k).expect("checked above");
+            r.state = TaskState::Pending;
+            r.attempt = r.attempt.saturating_sub(1);
+            r.worker_id = None;
+            r.worker_incarnation = 0;
+            r.lease_expires_at = None;
+            r.deadline_at = None;
+            r.started_at = None;
+            r.updated_at = now;
+            n += 1;
+        }
+        self.wake |= n > 0;
+        n
+    }
+
     pub fn requeue_worker_tasks(&mut self, now: i64, worker: &str) -> u64 {
         let keys: Vec<TaskKey> = self
             .tasks

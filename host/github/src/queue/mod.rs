@@ -276,6 +276,16 @@ impl QueueStore for GithubQueue {
         .await
     }
 
+    async fn release_claims(&self, claims: &[TaskClaim]) -> StoreResult<u64> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        self.txn("release unstarted claims", |st, now| {
+            Ok(st.release_claims(now, claims))
+        })
+        .await
+    }
+
     async fn cancel(&self, tenant: &str, task_id: &str) -> StoreResult<bool> {
         self.txn("cancel", |st, now| Ok(st.cancel(now, tenant, task_id)))
             .await

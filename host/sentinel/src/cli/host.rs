@@ -21,6 +21,8 @@ pub async fn run(args: HostArgs, dev: bool, log_format: &str) -> anyhow::Result<
         worker_id: args.worker_id,
         hostname: args.hostname,
         max_tasks: args.max_tasks,
+        prefetch: args.prefetch,
+        prefetch_wait_ms: args.prefetch_wait_ms,
         task_types: args.task_types,
         labels: args.labels,
         heartbeat_interval_ms: args.heartbeat_interval_ms,

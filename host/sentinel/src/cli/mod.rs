@@ -146,6 +146,13 @@ pub struct HostArgs {
     /// Tasks run at once.
     #[arg(long, env = "WORKER_MAX_TASKS")]
     pub max_tasks: Option<u32>,
+    /// Tasks claimed ahead into a local buffer beyond the running ones (default: --max-tasks;
+    /// 0 claims only for free slots).
+    #[arg(long, env = "WORKER_PREFETCH")]
+    pub prefetch: Option<u32>,
+    /// Longest a buffered task waits for a slot before it is given back (ms, default 250).
+    #[arg(long, env = "WORKER_PREFETCH_WAIT_MS")]
+    pub prefetch_wait_ms: Option<u64>,
     /// Task types this worker takes (comma-separated; default: all its plugins serve).
     #[arg(long, env = "WORKER_TASK_TYPES", value_delimiter = ',')]
     pub task_types: Option<Vec<String>>,
