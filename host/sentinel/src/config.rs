@@ -193,7 +193,9 @@ pub struct Overrides {
     pub insecure_no_auth: bool,
 }
 
-/// Most tasks a host may claim ahead of its free slots (`capacity.prefetch`).
+/// Most tasks a host claims ahead of its free slots by default, and at most (`capacity.prefetch`).
+pub const DEFAULT_PREFETCH: u32 = 256;
+
 pub const PREFETCH_MAX: u32 = 10_000;
 
 /// How long a buffered task waits for a slot by default (`capacity.prefetchWaitMs`), and at most.
@@ -416,7 +418,7 @@ impl Settings {
                 "capacity.maxConcurrentTasks (WORKER_MAX_TASKS, --max-tasks): {max_tasks} must be between 1 and 10000"
             );
         }
-        let prefetch = o.prefetch.or(cap.prefetch).unwrap_or(max_tasks);
+        let prefetch = o.prefetch.or(cap.prefetch).unwrap_or(DEFAULT_PREFETCH);
         if prefetch > PREFETCH_MAX {
             bail!(
                 "capacity.prefetch (WORKER_PREFETCH, --prefetch): {prefetch} must be between 0 and {}",

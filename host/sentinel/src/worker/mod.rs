@@ -11,7 +11,7 @@
 //! Shutdown stops claiming first, then waits for running tasks within a grace period.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use sentinel_coord::Store;
 use sentinel_coord::Topic;
 use sentinel_coord::model::{ClaimRequest, Completion, Failure, RetryPolicy, Task, TaskClaim};
 use sentinel_runtime::{PluginFolder, ProgressSink, TaskServices};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::cancels::CancelBoard;
 use crate::metrics::Metrics;
@@ -29,6 +29,12 @@ const SETTLE_BATCH: usize = 512;
 
 /// Results a host may hold unwritten, per task it may hold claimed.
 const UNSETTLED_PER_SLOT: usize = 4;
+
+/// How much work a host claims ahead: what it starts in this long at its recent rate.
+const AHEAD_HORIZON: Duration = Duration::from_millis(50);
+
+/// How often the start rate is measured.
+const PACE_WINDOW: Duration = Duration::from_millis(200);
 
 /// After a buffered task waited too long, how long the host claims only for free slots.
 const NO_PREFETCH_AFTER_WAIT: Duration = Duration::from_secs(30);
@@ -126,6 +132,12 @@ struct Shared {
     unsettled: Arc<Semaphore>,
     stopped: watch::Receiver<bool>,
     settle: mpsc::UnboundedSender<(Settle, OwnedSemaphorePermit)>,
+    /// Claimed tasks waiting in the buffer for a slot.
+    waiting: AtomicU32,
+    /// Signalled when a claimed task leaves the buffer or finishes.
+    freed: Notify,
+    /// Tasks started here so far (the claim pace follows it).
+    started: AtomicU64,
     /// Until when the claimer takes only what can start at once: set when a buffered task
     /// waited too long for a slot (the running tasks are long), so nothing sits claimed while
     /// its deadline runs.
@@ -155,6 +167,9 @@ impl Worker {
             stopped,
             settle: settle_tx,
             no_prefetch_until: Mutex::new(None),
+            waiting: AtomicU32::new(0),
+            freed: Notify::new(),
+            started: AtomicU64::new(0),
         });
         let claimer = tokio::spawn(claim_loop(shared));
         Worker {
@@ -223,7 +238,8 @@ async fn claim_loop(sh: Arc<Shared>) {
     let mut stopped = sh.stopped.clone();
     let mut wake = ctx.store.subscribe(Topic::Tasks);
     let mut backoff = Duration::from_millis(50);
-    loop {
+    let mut pace = Pace::new();
+    'claiming: loop {
         if *stopped.borrow() {
             break;
         }
@@ -232,23 +248,34 @@ async fn claim_loop(sh: Arc<Shared>) {
             permit = sh.held.clone().acquire_owned() => permit.expect("semaphore never closed"),
             _ = stopped.changed() => break,
         };
+        // How far ahead to claim: what this host starts in [`AHEAD_HORIZON`] at its recent
+        // rate (at most `prefetch`), so a fast host claims in large batches and a host of long
+        // tasks claims only for free slots. While tasks still wait in the buffer, wait until half
+        // of that is free again (or the buffer runs dry), so each claim is a big one; an idle
+        // slot claims at once.
+        let ahead = pace.ahead(&sh);
+        let want = ((sh.ctx.max_tasks + ahead) / 2).max(1) as usize;
+        while sh.waiting.load(Ordering::Acquire) > 0 && room(&sh, ahead) < want {
+            tokio::select! {
+                _ = sh.freed.notified() => {}
+                _ = stopped.changed() => break 'claiming,
+            }
+        }
         let mut permits = vec![first];
         while let Ok(p) = sh.held.clone().try_acquire_owned() {
             permits.push(p);
         }
-        if !sh.prefetching() {
-            // Only what can start now; if nothing can, wait for a slot to free.
-            let free = sh.slots.available_permits();
-            if free == 0 {
-                drop(permits);
-                tokio::select! {
-                    p = sh.slots.acquire() => drop(p),
-                    _ = stopped.changed() => break,
-                }
-                continue;
+        let room_now = room(&sh, ahead);
+        if room_now == 0 {
+            // Nothing can start and the buffer holds enough: wait for a task to move on.
+            drop(permits);
+            tokio::select! {
+                _ = sh.freed.notified() => {}
+                _ = stopped.changed() => break,
             }
-            permits.truncate(free);
+            continue;
         }
+        permits.truncate(room_now);
         // As many results may be pending as there are unsettled permits.
         let first = tokio::select! {
             permit = sh.unsettled.clone().acquire_owned() => permit.expect("semaphore never closed"),
@@ -304,10 +331,51 @@ async fn claim_loop(sh: Arc<Shared>) {
             .zip(permits.drain(..))
             .zip(results.drain(..))
         {
+            sh.waiting.fetch_add(1, Ordering::AcqRel);
             tokio::spawn(start_when_free(sh.clone(), task, held, result_permit));
         }
         // Unused permits (fewer tasks than asked for) are released here by `permits` dropping.
     }
+}
+
+/// The host's recent start rate, for how far ahead it claims.
+struct Pace {
+    since: Instant,
+    started: u64,
+    per_second: f64,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            started: 0,
+            per_second: 0.0,
+        }
+    }
+
+    /// Tasks to hold claimed beyond the free slots: the starts of the next [`AHEAD_HORIZON`]
+    /// at the rate of the last [`PACE_WINDOW`] or so, at least one per slot, at most
+    /// `prefetch`; none while the host has stopped prefetching.
+    fn ahead(&mut self, sh: &Shared) -> u32 {
+        let elapsed = self.since.elapsed();
+        if elapsed >= PACE_WINDOW {
+            let now = sh.started.load(Ordering::Relaxed);
+            self.per_second = (now - self.started) as f64 / elapsed.as_secs_f64();
+            (self.since, self.started) = (Instant::now(), now);
+        }
+        if !sh.prefetching() {
+            return 0;
+        }
+        let ahead = (self.per_second * AHEAD_HORIZON.as_secs_f64()).ceil() as u32;
+        ahead.max(sh.ctx.max_tasks).min(sh.ctx.prefetch)
+    }
+}
+
+/// How many more tasks to claim now: free slots plus `ahead`, less what already waits.
+fn room(sh: &Shared, ahead: u32) -> usize {
+    let wanted = sh.slots.available_permits() + ahead as usize;
+    wanted.saturating_sub(sh.waiting.load(Ordering::Acquire) as usize)
 }
 
 /// A claimed task waits in the local buffer for a slot, then runs. It is given back to the
@@ -333,14 +401,20 @@ async fn start_when_free(
             }
         }
     };
+    sh.waiting.fetch_sub(1, Ordering::AcqRel);
+    if slot.is_some() {
+        sh.started.fetch_add(1, Ordering::Relaxed);
+    }
     let Some(slot) = slot else {
         sh.ctx.metrics.claims_released.inc();
         let _ = sh
             .settle
             .send((Settle::Release(TaskClaim::of(&task)), result_permit));
         drop(held);
+        sh.freed.notify_one();
         return;
     };
+    sh.freed.notify_one();
     let ctx = &sh.ctx;
     sh.active.fetch_add(1, Ordering::Relaxed);
     ctx.metrics.tasks_running_here.inc();
@@ -353,6 +427,7 @@ async fn start_when_free(
     sh.active.fetch_sub(1, Ordering::Relaxed);
     ctx.metrics.tasks_running_here.dec();
     drop((slot, held));
+    sh.freed.notify_one();
 }
 
 /// How long a buffered task may wait for a slot: a tenth of its timeout, at most the host's
