@@ -1,7 +1,8 @@
 //! The execution loop of one host: claim tasks, run each in a fresh sandbox, settle results.
 //!
-//! Claims are batched: the claimer takes as many tasks as there are free slots plus room in the
-//! local buffer (`prefetch`), so on a busy host one claim feeds many sandboxes. A buffered task
+//! Claims are batched: the claimer takes the free slots plus what the host will start in the
+//! next 50 ms at its recent rate (the local buffer, at most `prefetch`), so on a busy host one
+//! claim feeds many sandboxes and a host of long tasks hoards nothing. A buffered task
 //! is claimed in the store like a running one (leased, fenced, its lease extended by the
 //! heartbeat, recovered if the host dies); it is given back to the queue at once on shutdown,
 //! or when it waited too long for a slot (then the host stops claiming ahead for a while).
@@ -27,7 +28,7 @@ use crate::metrics::Metrics;
 /// Most results written in one store transaction.
 const SETTLE_BATCH: usize = 512;
 
-/// Results a host may hold unwritten, per task it may hold claimed.
+/// Results a host may hold unwritten, per task slot.
 const UNSETTLED_PER_SLOT: usize = 4;
 
 /// How much work a host claims ahead: what it starts in this long at its recent rate.
@@ -154,7 +155,8 @@ impl Worker {
         // Results waiting to be written hold a permit until they are: the host never holds
         // more than this many, and a claim waits rather than piling results up behind a slow
         // store (which would delay every tenant's completions, and grow without bound).
-        let unsettled = Arc::new(Semaphore::new(UNSETTLED_PER_SLOT * held_max as usize));
+        // Only running tasks produce results, so the bound follows the slots, not the buffer.
+        let unsettled = Arc::new(Semaphore::new(UNSETTLED_PER_SLOT * ctx.max_tasks as usize));
         let (stop_claiming, stopped) = watch::channel(false);
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let settler = tokio::spawn(settle::settle_loop(ctx.clone(), settle_rx));
@@ -276,25 +278,12 @@ async fn claim_loop(sh: Arc<Shared>) {
             continue;
         }
         permits.truncate(room_now);
-        // As many results may be pending as there are unsettled permits.
-        let first = tokio::select! {
-            permit = sh.unsettled.clone().acquire_owned() => permit.expect("semaphore never closed"),
-            _ = stopped.changed() => break,
-        };
-        let mut results = vec![first];
-        while results.len() < permits.len() {
-            match sh.unsettled.clone().try_acquire_owned() {
-                Ok(p) => results.push(p),
-                Err(_) => break,
-            }
-        }
-        permits.truncate(results.len());
         let task_types = ctx
             .task_types
             .clone()
             .unwrap_or_else(|| ctx.folder.task_types());
         if task_types.is_empty() {
-            drop((permits, results));
+            drop(permits);
             wait_for_work(ctx, &mut wake, &mut stopped).await;
             continue;
         }
@@ -315,24 +304,20 @@ async fn claim_loop(sh: Arc<Shared>) {
             Err(e) => {
                 // The store is unreachable or failing: keep running what we have, retry later.
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
-                drop((permits, results));
+                drop(permits);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         if claimed.is_empty() {
-            drop((permits, results));
+            drop(permits);
             wait_for_work(ctx, &mut wake, &mut stopped).await;
             continue;
         }
-        for ((task, held), result_permit) in claimed
-            .into_iter()
-            .zip(permits.drain(..))
-            .zip(results.drain(..))
-        {
+        for (task, held) in claimed.into_iter().zip(permits.drain(..)) {
             sh.waiting.fetch_add(1, Ordering::AcqRel);
-            tokio::spawn(start_when_free(sh.clone(), task, held, result_permit));
+            tokio::spawn(start_when_free(sh.clone(), task, held));
         }
         // Unused permits (fewer tasks than asked for) are released here by `permits` dropping.
     }
@@ -381,12 +366,7 @@ fn room(sh: &Shared, ahead: u32) -> usize {
 /// A claimed task waits in the local buffer for a slot, then runs. It is given back to the
 /// queue instead if the host stops first, or if it waited longer than [`max_buffer_wait`]
 /// (its deadline runs from the claim).
-async fn start_when_free(
-    sh: Arc<Shared>,
-    task: Task,
-    held: OwnedSemaphorePermit,
-    result_permit: OwnedSemaphorePermit,
-) {
+async fn start_when_free(sh: Arc<Shared>, task: Task, held: OwnedSemaphorePermit) {
     let mut stopped = sh.stopped.clone();
     let slot = tokio::select! {
         biased;
@@ -407,14 +387,23 @@ async fn start_when_free(
     }
     let Some(slot) = slot else {
         sh.ctx.metrics.claims_released.inc();
+        // The claim stays held until the settler has given it back, so a draining host
+        // waits for the write.
         let _ = sh
             .settle
-            .send((Settle::Release(TaskClaim::of(&task)), result_permit));
-        drop(held);
+            .send((Settle::Release(TaskClaim::of(&task)), held));
         sh.freed.notify_one();
         return;
     };
     sh.freed.notify_one();
+    // As many results may wait to be written as there are unsettled permits: a slow store
+    // slows the starts instead of piling results up in the host.
+    let result_permit = sh
+        .unsettled
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("semaphore never closed");
     let ctx = &sh.ctx;
     sh.active.fetch_add(1, Ordering::Relaxed);
     ctx.metrics.tasks_running_here.inc();
