@@ -28,8 +28,12 @@ use crate::metrics::Metrics;
 /// Most results written in one store transaction.
 const SETTLE_BATCH: usize = 512;
 
-/// Results a host may hold unwritten, per task slot.
-const UNSETTLED_PER_SLOT: usize = 4;
+/// Results waiting to be written are counted in units of this many bytes (at least one a result).
+const UNSETTLED_UNIT_BYTES: usize = 64 * 1024;
+
+/// Units of results a host may hold unwritten: 64 MiB, or 1,024 small results, so the settler
+/// writes large batches yet a slow store cannot make the host pile results up.
+const UNSETTLED_UNITS: u32 = 1024;
 
 /// How much work a host claims ahead: what it starts in this long at its recent rate.
 const AHEAD_HORIZON: Duration = Duration::from_millis(50);
@@ -155,8 +159,7 @@ impl Worker {
         // Results waiting to be written hold a permit until they are: the host never holds
         // more than this many, and a claim waits rather than piling results up behind a slow
         // store (which would delay every tenant's completions, and grow without bound).
-        // Only running tasks produce results, so the bound follows the slots, not the buffer.
-        let unsettled = Arc::new(Semaphore::new(UNSETTLED_PER_SLOT * ctx.max_tasks as usize));
+        let unsettled = Arc::new(Semaphore::new(UNSETTLED_UNITS as usize));
         let (stop_claiming, stopped) = watch::channel(false);
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let settler = tokio::spawn(settle::settle_loop(ctx.clone(), settle_rx));
@@ -396,14 +399,6 @@ async fn start_when_free(sh: Arc<Shared>, task: Task, held: OwnedSemaphorePermit
         return;
     };
     sh.freed.notify_one();
-    // As many results may wait to be written as there are unsettled permits: a slow store
-    // slows the starts instead of piling results up in the host.
-    let result_permit = sh
-        .unsettled
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("semaphore never closed");
     let ctx = &sh.ctx;
     sh.active.fetch_add(1, Ordering::Relaxed);
     ctx.metrics.tasks_running_here.inc();
@@ -411,12 +406,31 @@ async fn start_when_free(sh: Arc<Shared>, task: Task, held: OwnedSemaphorePermit
     let interrupt = ctx.cancels.start(&tenant, &task_id);
     let result = run::run_task(ctx, task, &interrupt).await;
     ctx.cancels.finish(&tenant, &task_id);
+    // A result waits for room among the unwritten ones, holding its slot: a slow store slows
+    // this host's tasks instead of piling results up in it.
+    let result_permit = sh
+        .unsettled
+        .clone()
+        .acquire_many_owned(unsettled_units(&result))
+        .await
+        .expect("semaphore never closed");
     let _ = sh.settle.send((result, result_permit));
     ctx.progress.remove(&tenant, &task_id);
     sh.active.fetch_sub(1, Ordering::Relaxed);
     ctx.metrics.tasks_running_here.dec();
     drop((slot, held));
     sh.freed.notify_one();
+}
+
+/// What a result counts against [`UNSETTLED_UNITS`]: its bytes in units, at least one, at most
+/// all of them (a result larger than the budget waits until nothing else is unwritten).
+fn unsettled_units(result: &Settle) -> u32 {
+    let bytes = match result {
+        Settle::Done(c) => c.output.len(),
+        Settle::Failed(f) => f.error.len(),
+        Settle::Release(_) | Settle::Nothing => 0,
+    };
+    (bytes / UNSETTLED_UNIT_BYTES + 1).min(UNSETTLED_UNITS as usize) as u32
 }
 
 /// How long a buffered task may wait for a slot: a tenth of its timeout, at most the host's
