@@ -186,10 +186,13 @@ pub(crate) async fn renew_lease(
     with_conn!(store, |c| {
         let stmt = c
             .prepare_cached(
-                "UPDATE tasks SET lease_expires_at = clk.now + $3::int8, updated_at = clk.now
-                 FROM (SELECT sentinel_now_ms($4::int8) AS now) clk
-                 WHERE tenant = $5 AND id = $1 AND state = 'running' AND fence = $2
-                 RETURNING lease_expires_at",
+                // Probed by key alone (see `crate::settle`), checked on the locked version.
+                "UPDATE tasks t SET lease_expires_at = clk.now + $3::int8, updated_at = clk.now
+                 FROM (SELECT sentinel_now_ms($4::int8) AS now) clk,
+                      (SELECT k.ctid FROM tasks k WHERE k.tenant = $5 AND k.id = $1
+                       LIMIT 1 FOR UPDATE OF k) k
+                 WHERE t.ctid = k.ctid AND t.state = 'running' AND t.fence = $2
+                 RETURNING t.lease_expires_at",
             )
             .await?;
         if let Some(r) = c
@@ -204,20 +207,24 @@ pub(crate) async fn renew_lease(
 }
 
 /// Gives back unstarted claims (see [`sentinel_coord::QueueStore::release_claims`]): the rows
-/// still running under the presented fence are locked in (tenant, id) order, then returned to
+/// still running under the presented fence are locked in (tenant, id) order (probed by key
+/// alone, see [`crate::settle`]), then returned to
 /// pending with their attempt taken back, and claimers are notified, in one statement.
 const RELEASE: &str = "
-WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) AS x(tenant, id, fence)),
-locked AS (
-    SELECT t.tenant, t.id FROM tasks t JOIN x ON t.tenant = x.tenant AND t.id = x.id
-    WHERE t.state = 'running' AND t.fence = x.fence
-    ORDER BY t.tenant, t.id FOR UPDATE OF t
+WITH locked AS MATERIALIZED (
+    SELECT k.ctid FROM (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) AS x(tenant, id, fence)
+        ORDER BY x.tenant, x.id) x
+    CROSS JOIN LATERAL (
+        SELECT t.ctid, t.state, t.fence FROM tasks t WHERE t.tenant = x.tenant AND t.id = x.id
+        LIMIT 1 FOR UPDATE OF t) k
+    WHERE k.state = 'running' AND k.fence = x.fence
 ),
 up AS (
     UPDATE tasks t SET state = 'pending', attempt = GREATEST(t.attempt - 1, 0),
            worker_id = NULL, worker_incarnation = NULL, lease_expires_at = NULL,
            deadline_at = NULL, started_at = NULL, updated_at = sentinel_now_ms($4::int8)
-    FROM locked WHERE t.tenant = locked.tenant AND t.id = locked.id
+    FROM locked WHERE t.ctid = locked.ctid
     RETURNING 1
 ),
 n AS (SELECT pg_notify($5, $6) WHERE EXISTS (SELECT 1 FROM up))

@@ -6,6 +6,14 @@
 //! what makes completion exactly-once when leases are lost. Decisions that need Rust (retry
 //! backoff with jitter) lock the rows first (`FOR UPDATE`), decide, then write in one batch.
 //! This module must never settle a task whose fence it has not checked under a row lock.
+//!
+//! Hot statements find tasks by (tenant, id) with a `LATERAL` subquery with `LIMIT 1` (it
+//! cannot be pulled up into a join the planner may reorder) whose only conditions are the key,
+//! so the primary key is the only index that fits; state and fence are checked outside, on the
+//! version the subquery locked. With `state = 'running'` inside the probe the planner, once
+//! statistics say few tasks are running, probes `tasks_tenant_state` instead and reads every
+//! running task of the tenant for every key: measured at 47 ms per batch of 150 completions
+//! with ~500 tasks running (quadratic in the batch), against ~2 ms probed by key.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -25,18 +33,29 @@ pub(crate) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 /// Completes one batch of distinct tasks in one statement: settle the rows, add the workers'
 /// stats, and notify claimers if a completed task has dependents (they may now be claimable).
+/// Returns the ordinals (1-based) of the completions that applied.
+///
+/// Each key is probed on its own, by key alone (see the module documentation), locked, then checked
+/// (running, presented fence) on the locked, latest version, and updated by `ctid`.
 const COMPLETE: &str = "
 WITH clk AS MATERIALIZED (SELECT sentinel_now_ms($1::int8) AS now),
-input AS (
-    SELECT * FROM unnest($7::text[], $2::text[], $3::int8[], $4::bytea[])
+target AS MATERIALIZED (
+    SELECT i.ord, i.output, x.ctid AS tid
+    FROM unnest($7::text[], $2::text[], $3::int8[], $4::bytea[])
         WITH ORDINALITY AS i(tenant, id, fence, output, ord)
+    CROSS JOIN LATERAL (
+        SELECT t.ctid, t.state, t.fence FROM tasks t
+        WHERE t.tenant = i.tenant AND t.id = i.id
+        LIMIT 1 FOR UPDATE OF t) x
+    WHERE x.state = 'running' AND x.fence = i.fence
 ),
 done AS (
-    UPDATE tasks t SET state = 'completed', output = i.output, finished_at = clk.now,
+    UPDATE tasks t SET state = 'completed', output = g.output, finished_at = clk.now,
         updated_at = clk.now, lease_expires_at = NULL, deadline_at = NULL
-    FROM input i, clk
-    WHERE t.tenant = i.tenant AND t.id = i.id AND t.state = 'running' AND t.fence = i.fence
-    RETURNING t.tenant, t.id, t.worker_id, GREATEST(clk.now - COALESCE(t.started_at, clk.now), 0) AS dur
+    FROM target g, clk
+    WHERE t.ctid = g.tid
+    RETURNING g.ord, t.tenant, t.id, t.worker_id,
+        GREATEST(clk.now - COALESCE(t.started_at, clk.now), 0) AS dur
 ),
 stats AS (
     UPDATE workers w SET completed = w.completed + s.n,
@@ -47,11 +66,10 @@ stats AS (
 ),
 n AS (
     SELECT pg_notify($5, $6)
-    WHERE EXISTS (SELECT 1 FROM done d JOIN task_deps td ON td.tenant = d.tenant AND td.dep_id = d.id)
+    WHERE EXISTS (SELECT 1 FROM done d CROSS JOIN LATERAL (
+        SELECT 1 FROM task_deps td WHERE td.tenant = d.tenant AND td.dep_id = d.id LIMIT 1) x)
 )
-SELECT i.ord, d.id IS NOT NULL, (SELECT count(*) FROM n)
-FROM input i LEFT JOIN done d ON d.tenant = i.tenant AND d.id = i.id
-ORDER BY i.ord";
+SELECT d.ord, (SELECT count(*) FROM n) FROM done d";
 
 /// A task's identity: (tenant, id).
 pub(crate) type Key = (String, String);
@@ -146,8 +164,15 @@ async fn complete_round(
             ],
         )
         .await?;
-    let applied = rows.iter().map(|r| r.get::<_, bool>(1)).collect();
-    let notified = rows.first().is_some_and(|r| r.get::<_, i64>(2) > 0);
+    let mut applied = vec![false; items.len()];
+    for r in &rows {
+        // 1-based, from `WITH ORDINALITY` over the arrays built from `items`.
+        let ord = r.get::<_, i64>(0);
+        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|k| applied.get_mut(k)) {
+            *slot = true;
+        }
+    }
+    let notified = rows.first().is_some_and(|r| r.get::<_, i64>(1) > 0);
     Ok((applied, notified))
 }
 
