@@ -14,7 +14,7 @@ use crate::error::map_pg;
 use sentinel_coord::{StoreError, StoreResult};
 
 /// `(version, SQL)`, ascending. Each runs with `search_path` set to the store's schema.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 /// Incarnations and per-worker failure detection. Rows registered before this step get the
 /// seeds' defaults (30 s heartbeats, 120 s threshold) rather than the detector's floor.
@@ -35,6 +35,19 @@ ALTER TABLE tasks ADD COLUMN worker_incarnation bigint;
 /// token, as they were.
 const V4: &str = r#"
 ALTER TABLE locks ADD COLUMN holder_digest text;
+"#;
+
+/// Fewer index entries per task. Every state change writes a new row version with an entry in
+/// each index whose predicate it matches, so `tasks_tenant_state` cost three entries per task
+/// (submit, claim, completion) to serve rare per-tenant counts, and it misled the planner into
+/// probing it for key lookups (see `crate::settle`). The per-tenant counts it served now read
+/// the partial indexes of the states they count: pending/failed `tasks_ready_tenant`, running
+/// `tasks_running_tenant` (one entry per claim), dead `tasks_dead` (the dead-letter queue,
+/// listed by tenant in `seq` order). Counting completed tasks reads the table, as it did.
+const V5: &str = r#"
+DROP INDEX tasks_tenant_state;
+CREATE INDEX tasks_running_tenant ON tasks (tenant) WHERE state = 'running';
+CREATE INDEX tasks_dead ON tasks (tenant, seq) WHERE state = 'dead';
 "#;
 
 const V3: &str = r#"

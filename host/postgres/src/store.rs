@@ -29,6 +29,9 @@ pub(crate) const CONFLICT_RETRIES: u32 = 5;
 /// rows (see [`PgStore::note_claimed`]).
 pub const SELF_VACUUM_ROWS: u64 = 20_000;
 
+/// Of those vacuums, every this many also analyzes (the first one included).
+pub const SELF_ANALYZE_EVERY: u64 = 8;
+
 /// Tunables for [`PgStore`].
 #[derive(Clone)]
 pub struct PgOptions {
@@ -102,6 +105,8 @@ pub(crate) struct Inner {
     migrated: OnceCell<ServerInfo>,
     /// Rows claimed since this store last vacuumed (only counted when the server does not).
     claimed_since_vacuum: AtomicU64,
+    /// Self-vacuums started, to analyze every [`SELF_ANALYZE_EVERY`]-th.
+    vacuums: AtomicU64,
     vacuuming: AtomicBool,
     /// Dropping it stops the LISTEN task.
     _listener: Listener,
@@ -206,6 +211,7 @@ impl PgStore {
                 wake,
                 migrated: OnceCell::new(),
                 claimed_since_vacuum: AtomicU64::new(0),
+                vacuums: AtomicU64::new(0),
                 vacuuming: AtomicBool::new(false),
                 _listener: listener,
                 drop_schema: options.drop_schema_on_drop,
@@ -244,9 +250,14 @@ impl PgStore {
             // SKIP_LOCKED: another worker vacuuming the same table right now is just as good.
             let result = async {
                 let c = store.client().await?;
-                c.batch_execute(
-                    "VACUUM (SKIP_LOCKED, ANALYZE) tasks, task_deps, tenants, locks, memory, memory_changes",
-                )
+                // ANALYZE costs about twice the VACUUM (it samples the whole table) and the
+                // statistics change slowly: every SELF_ANALYZE_EVERY-th time only.
+                let round = store.inner.vacuums.fetch_add(1, Ordering::Relaxed);
+                c.batch_execute(if round % SELF_ANALYZE_EVERY == 0 {
+                    "VACUUM (SKIP_LOCKED, ANALYZE) tasks, task_deps, tenants, locks, memory, memory_changes"
+                } else {
+                    "VACUUM (SKIP_LOCKED) tasks, task_deps, tenants, locks, memory, memory_changes"
+                })
                 .await?;
                 Ok::<_, OpError>(())
             }
