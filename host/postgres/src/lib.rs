@@ -34,6 +34,7 @@ pub mod error;
 mod locks;
 mod memory;
 pub mod notify;
+mod plan;
 mod queue;
 mod recover;
 mod registry;

@@ -16,6 +16,7 @@ use tokio_postgres::Row;
 use crate::codec::{from_json, ms_param, to_json, u32_col, u64_col};
 use crate::error::{OpError, is_unique_violation};
 use crate::notify::TASKS_PAYLOAD;
+use crate::plan::Generic;
 use crate::store::{PgStore, with_conn};
 use crate::tenants::{self, RAISE, SKIP};
 use crate::{claim, recover, settle};
@@ -176,14 +177,16 @@ impl<'a> Columns<'a> {
 /// nothing inserted, a tenant of the batch has a submission quota (only if `!checked`).
 async fn insert<C: tokio_postgres::GenericClient + Sync>(
     c: &C,
+    generic: &Generic,
     stmt: &tokio_postgres::Statement,
     cols: &Columns<'_>,
     now: Option<i64>,
     channel: &str,
     checked: bool,
 ) -> Result<bool, OpError> {
-    let r = c
-        .query_one(
+    let r = generic
+        .query(
+            c,
             stmt,
             &[
                 &cols.ids,
@@ -206,8 +209,7 @@ async fn insert<C: tokio_postgres::GenericClient + Sync>(
                 &checked,
             ],
         )
-        .await
-        .map_err(OpError::from);
+        .await;
     match r {
         Err(e) if is_unique_violation(&e) => Err(StoreError::Invalid(format!(
             "a task id in this batch already exists in its tenant ({})",
@@ -215,7 +217,12 @@ async fn insert<C: tokio_postgres::GenericClient + Sync>(
         ))
         .into()),
         Err(e) => Err(e),
-        Ok(row) => Ok(row.get(2)),
+        Ok(rows) => {
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Backend("the insert returned no row".into()))?;
+            Ok(row.get(2))
+        }
     }
 }
 
@@ -298,8 +305,9 @@ impl QueueStore for PgStore {
         let channel = self.inner.channel.as_str();
         let ids = with_conn!(self, |c| {
             let stmt = c.prepare_cached(&INSERT).await?;
+            let generic = Generic::prepare(&c).await?;
             // The common case: one statement, one round trip, atomic by itself.
-            if !with_deps && insert(&**c, &stmt, &cols, now, channel, false).await? {
+            if !with_deps && insert(&**c, &generic, &stmt, &cols, now, channel, false).await? {
                 return Ok(cols.ids.clone());
             }
             let mut cols = Columns::new(tasks)?;
@@ -310,9 +318,9 @@ impl QueueStore for PgStore {
                 // every writer keeps (see `tenants`).
                 deps = resolve_dependencies(&tx, tasks, &mut cols).await?;
             }
-            if !insert(&*tx, &stmt, &cols, now, channel, false).await? {
+            if !insert(&*tx, &generic, &stmt, &cols, now, channel, false).await? {
                 tenants::check_submission(&tx, &counts, now).await?;
-                insert(&*tx, &stmt, &cols, now, channel, true).await?;
+                insert(&*tx, &generic, &stmt, &cols, now, channel, true).await?;
             }
             if with_deps {
                 let stmt = tx

@@ -26,6 +26,7 @@ use tokio_postgres::Statement;
 use crate::codec::{ms_param, u32_col, u64_col};
 use crate::error::OpError;
 use crate::notify::TASKS_PAYLOAD;
+use crate::plan::Generic;
 use crate::queue::parse_state;
 use crate::store::{PgStore, with_conn};
 use crate::tenants::{self, RAISE, SKIP};
@@ -140,8 +141,9 @@ fn rounds<T>(items: &[T], id: impl Fn(&T) -> (&str, &str)) -> Vec<Vec<usize>> {
 }
 
 /// Runs [`COMPLETE`] for one round; returns per-item "applied" and whether claimers were notified.
-async fn complete_round(
-    c: &impl tokio_postgres::GenericClient,
+async fn complete_round<C: tokio_postgres::GenericClient + Sync>(
+    c: &C,
+    generic: &Generic,
     stmt: &Statement,
     items: &[&Completion],
     now: Option<i64>,
@@ -151,8 +153,9 @@ async fn complete_round(
     let ids: Vec<&str> = items.iter().map(|c| c.task_id.as_str()).collect();
     let fences: Vec<i64> = items.iter().map(|c| c.fence as i64).collect();
     let outputs: Vec<&[u8]> = items.iter().map(|c| c.output.as_slice()).collect();
-    let rows = c
+    let rows = generic
         .query(
+            c,
             stmt,
             &[
                 &now,
@@ -169,7 +172,10 @@ async fn complete_round(
     for r in &rows {
         // 1-based, from `WITH ORDINALITY` over the arrays built from `items`.
         let ord = r.get::<_, i64>(0);
-        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|k| applied.get_mut(k)) {
+        if let Some(slot) = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|k| applied.get_mut(k))
+        {
             *slot = true;
         }
     }
@@ -189,12 +195,14 @@ pub(crate) async fn complete(
     let rounds = rounds(completions, |c| (c.tenant.as_str(), c.task_id.as_str()));
     let (applied, notified, current) = with_conn!(store, |c| {
         let stmt = c.prepare_cached(COMPLETE).await?;
+        let generic = Generic::prepare(&c).await?;
         let mut applied = vec![false; completions.len()];
         let mut notified = false;
         let pick = |idx: &[usize]| idx.iter().map(|&i| &completions[i]).collect::<Vec<_>>();
         if rounds.len() == 1 {
             // The common case: one autocommit statement.
-            let (a, n) = complete_round(&**c, &stmt, &pick(&rounds[0]), now, channel).await?;
+            let (a, n) =
+                complete_round(&**c, &generic, &stmt, &pick(&rounds[0]), now, channel).await?;
             for (k, &i) in rounds[0].iter().enumerate() {
                 applied[i] = a[k];
             }
@@ -217,7 +225,7 @@ pub(crate) async fn complete(
         }
         let tx = c.transaction().await?;
         for round in &rounds {
-            let (a, n) = complete_round(&*tx, &stmt, &pick(round), now, channel).await?;
+            let (a, n) = complete_round(&*tx, &generic, &stmt, &pick(round), now, channel).await?;
             for (k, &i) in round.iter().enumerate() {
                 applied[i] = a[k];
             }
