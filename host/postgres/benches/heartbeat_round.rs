@@ -137,13 +137,9 @@ async fn round(store: &Arc<dyn Store>) {
     }
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    {
         let store: Arc<dyn Store> = Arc::new(testing::fresh_store(None).await);
         setup(&store).await;
         round(&store).await; // warm: connections, prepared statements
@@ -171,5 +167,5 @@ fn main() {
             DEFAULT_INTERVAL.as_secs(),
             server * 100.0
         );
-    });
+    }
 }
