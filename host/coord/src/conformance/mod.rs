@@ -26,6 +26,7 @@ mod registry;
 mod release;
 mod sealing;
 mod tenancy;
+mod typed;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,6 +45,7 @@ pub use registry::*;
 pub use release::*;
 pub use sealing::*;
 pub use tenancy::*;
+pub use typed::*;
 
 use crate::clock::{Clock, ManualClock};
 use crate::store::Store;
@@ -87,6 +89,7 @@ macro_rules! conformance_tests {
             expired_lock_can_be_taken_over_by_another_owner,
             expired_lock_cannot_be_released_by_its_old_owner,
             release_checks_owner_and_token,
+            a_typed_claim_merges_its_types_in_queue_order,
             renew_extends_ttl_and_keeps_token,
             list_locks_filters_by_tenant_owner_and_expiry,
             cleanup_removes_only_expired_locks,

@@ -1,6 +1,7 @@
 //! The fair claim on SQLite: one write transaction per batch. The backlogged tenants are found
 //! by a skip scan of `tasks_ready` (one probe per tenant); each tenant's claimable head is read
-//! from the same index, in its own priority/FIFO order, a few rows at a time; the batch then
+//! from the same index, in its own priority/FIFO order, a few rows at a time (a claim naming its
+//! task types reads the head of each type from `tasks_ready_type` and merges them); the batch then
 //! repeatedly serves the tenant with the lowest virtual time (see `QueueStore::claim`). A task
 //! taken is updated to running at once, which removes it from the partial index, so the next
 //! read of that tenant's head starts after it. Cost: O(tenants × log n + batch), plus whatever
@@ -35,6 +36,69 @@ const TENANT_HEAD: &str = "SELECT seq FROM tasks INDEXED BY tasks_ready
                             AND t2.state <> 'completed'))
     ORDER BY priority DESC, seq
     LIMIT ?5";
+
+/// The claimable head of one tenant's queue of one task type, in its order, at most `?5` rows:
+/// a claim naming its task types reads each type's head from `tasks_ready_type` and merges
+/// them, so tasks of other types queued in front cost nothing (through `tasks_ready` a claim
+/// for a type behind 300,000 tasks of another walked all of them, holding the write lock).
+const TYPE_HEAD: &str = "SELECT priority, seq FROM tasks INDEXED BY tasks_ready_type
+    WHERE tenant = ?1 AND task_type = ?3 AND state IN ('pending', 'failed') AND run_at <= ?2
+      AND (required_worker IS NULL OR required_worker = ?4)
+      AND (excluded_workers IS NULL
+           OR NOT EXISTS (SELECT 1 FROM json_each(tasks.excluded_workers) WHERE value = ?4))
+      AND (same_worker_as IS NULL
+           OR EXISTS (SELECT 1 FROM tasks x
+                      WHERE x.tenant = tasks.tenant AND x.id = tasks.same_worker_as
+                        AND x.worker_id = ?4))
+      AND (depends_on IS NULL
+           OR NOT EXISTS (SELECT 1 FROM task_deps d
+                          JOIN tasks t2 ON t2.tenant = d.tenant AND t2.id = d.dep_id
+                          WHERE d.tenant = tasks.tenant AND d.task_id = tasks.id
+                            AND t2.state <> 'completed'))
+    ORDER BY priority DESC, seq
+    LIMIT ?5";
+
+/// Up to `want` seqs of the tenant's claimable head, in priority/FIFO order, and whether that
+/// is all there is (fewer than `want`).
+fn read_head(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    now: i64,
+    req: &ClaimRequest,
+    types: Option<&str>,
+    want: u64,
+) -> Result<(VecDeque<i64>, bool), StoreError> {
+    let Some(list) = req.task_types.as_ref() else {
+        let mut head = tx.prepare_cached(TENANT_HEAD).map_err(map_err)?;
+        let rows = head
+            .query_map(
+                params![tenant, now, types, req.worker_id, want as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .and_then(|rows| rows.collect::<Result<VecDeque<i64>, _>>())
+            .map_err(map_err)?;
+        let drained = (rows.len() as u64) < want;
+        return Ok((rows, drained));
+    };
+    let mut head = tx.prepare_cached(TYPE_HEAD).map_err(map_err)?;
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    let mut drained = true;
+    let mut seen = std::collections::HashSet::new();
+    for task_type in list.iter().filter(|t| seen.insert(t.as_str())) {
+        let rows = head
+            .query_map(
+                params![tenant, now, task_type, req.worker_id, want as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(map_err)?;
+        drained &= (rows.len() as u64) < want;
+        merged.extend(rows);
+    }
+    merged.sort_by_key(|&(priority, seq)| (std::cmp::Reverse(priority), seq));
+    merged.truncate(want as usize);
+    Ok((merged.into_iter().map(|(_, seq)| seq).collect(), drained))
+}
 
 struct Candidate {
     tenant: String,
@@ -89,7 +153,6 @@ pub(super) fn claim(
     let mut clock = tenants::vclock(tx)?;
     let limit = req.limit as usize;
     let mut out: Vec<Task> = Vec::with_capacity(limit.min(1024));
-    let mut head = tx.prepare_cached(TENANT_HEAD).map_err(map_err)?;
     let mut lease = tx.prepare_cached(&TAKE).map_err(map_err)?;
     while out.len() < limit {
         let active = cands.iter().filter(|c| !c.exhausted).count().max(1);
@@ -108,18 +171,12 @@ pub(super) fn claim(
             // This tenant's even share of what is left (all of it when alone), at least one.
             let want = ((limit - out.len()).div_ceil(active)) as u64;
             let want = c.headroom.map_or(want, |h| h.min(want)).max(1);
-            let rows = head
-                .query_map(
-                    params![c.tenant, now, types, req.worker_id, want as i64],
-                    |r| r.get::<_, i64>(0),
-                )
-                .and_then(|rows| rows.collect::<Result<VecDeque<i64>, _>>())
-                .map_err(map_err)?;
+            let (rows, drained) = read_head(tx, &c.tenant, now, req, types, want)?;
             if rows.is_empty() {
                 c.exhausted = true;
                 continue;
             }
-            c.drained = (rows.len() as u64) < want;
+            c.drained = drained;
             c.buffered = rows;
         }
         let Some(seq) = c.buffered.pop_front() else {

@@ -201,6 +201,10 @@ const STEPS: &[&str] = &[
     // renew must present the secret. Grants from before this step have none and stay open to
     // owner and token, as they were.
     "ALTER TABLE locks ADD COLUMN holder_digest TEXT;",
+    // 4: each task type's claimable head per tenant, so a claim naming its task types never
+    // walks tasks of other types (see `claim::TYPE_HEAD`).
+    "CREATE INDEX tasks_ready_type ON tasks (tenant, task_type, priority DESC, seq)
+        WHERE state IN ('pending', 'failed');",
 ];
 
 pub(super) fn migrate(conn: &Connection) -> StoreResult<()> {

@@ -1,0 +1,45 @@
+//! Claims that name their task types: the worker always sends the types its plugins serve, so
+//! this is the claim every host makes.
+
+use super::queue::claim_req;
+use super::{StoreFactory, fresh};
+use crate::model::*;
+
+fn payloads(tasks: &[Task]) -> Vec<String> {
+    tasks
+        .iter()
+        .map(|t| String::from_utf8(t.payload.clone()).unwrap())
+        .collect()
+}
+
+/// Across the named types the order is the queue's (priority, then submission), and tasks of
+/// other types queued in front are passed over (and stay queued).
+pub async fn a_typed_claim_merges_its_types_in_queue_order(f: &dyn StoreFactory) {
+    let (s, _) = fresh(f).await;
+    let mut batch: Vec<NewTask> = (0..50)
+        .map(|i| NewTask::new("other", format!("o{i}")).with_priority(9))
+        .collect();
+    batch.extend([
+        NewTask::new("a", "a1"),
+        NewTask::new("b", "b1").with_priority(2),
+        NewTask::new("a", "a2").with_priority(2),
+        NewTask::new("b", "b2"),
+        NewTask::new("c", "c1").with_priority(5),
+        NewTask::new("a", "a3"),
+    ]);
+    s.enqueue(&batch).await.unwrap();
+    let req = |limit| ClaimRequest {
+        task_types: Some(vec!["a".into(), "b".into(), "a".into()]),
+        ..claim_req("w", limit)
+    };
+    assert_eq!(payloads(&s.claim(&req(2)).await.unwrap()), ["b1", "a2"]);
+    assert_eq!(
+        payloads(&s.claim(&req(10)).await.unwrap()),
+        ["a1", "b2", "a3"]
+    );
+    assert!(s.claim(&req(10)).await.unwrap().is_empty());
+    let rest = s.claim(&claim_req("w", 100)).await.unwrap();
+    assert_eq!(rest.len(), 51, "the other types stay queued");
+    assert_eq!(payloads(&rest)[0], "o0");
+    assert_eq!(payloads(&rest)[50], "c1");
+}
