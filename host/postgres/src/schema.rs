@@ -14,7 +14,7 @@ use crate::error::map_pg;
 use sentinel_coord::{StoreError, StoreResult};
 
 /// `(version, SQL)`, ascending. Each runs with `search_path` set to the store's schema.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
 
 /// Incarnations and per-worker failure detection. Rows registered before this step get the
 /// seeds' defaults (30 s heartbeats, 120 s threshold) rather than the detector's floor.
@@ -48,6 +48,13 @@ const V5: &str = r#"
 DROP INDEX tasks_tenant_state;
 CREATE INDEX tasks_running_tenant ON tasks (tenant) WHERE state = 'running';
 CREATE INDEX tasks_dead ON tasks (tenant, seq) WHERE state = 'dead';
+"#;
+
+/// Each task type's claimable head per tenant: a claim naming its task types merges the heads
+/// of its types (see `crate::claim`) instead of walking other types' backlog.
+const V6: &str = r#"
+CREATE INDEX tasks_ready_type ON tasks (tenant, task_type, priority DESC, seq)
+    WHERE state IN ('pending', 'failed');
 "#;
 
 const V3: &str = r#"
