@@ -187,11 +187,12 @@ pub(crate) async fn renew_lease(
         let stmt = c
             .prepare_cached(
                 // Probed by key alone (see `crate::settle`), checked on the locked version.
-                "UPDATE tasks t SET lease_expires_at = clk.now + $3::int8, updated_at = clk.now
-                 FROM (SELECT sentinel_now_ms($4::int8) AS now) clk,
-                      (SELECT k.ctid FROM tasks k WHERE k.tenant = $5 AND k.id = $1
-                       LIMIT 1 FOR UPDATE OF k) k
-                 WHERE t.ctid = k.ctid AND t.state = 'running' AND t.fence = $2
+                "WITH k AS MATERIALIZED (
+                     SELECT k.state, k.fence FROM tasks k WHERE k.tenant = $5 AND k.id = $1
+                     LIMIT 1 FOR UPDATE OF k)
+                 UPDATE tasks t SET lease_expires_at = clk.now + $3::int8, updated_at = clk.now
+                 FROM (SELECT sentinel_now_ms($4::int8) AS now) clk, k
+                 WHERE t.tenant = $5 AND t.id = $1 AND k.state = 'running' AND k.fence = $2
                  RETURNING t.lease_expires_at",
             )
             .await?;
@@ -212,11 +213,11 @@ pub(crate) async fn renew_lease(
 /// pending with their attempt taken back, and claimers are notified, in one statement.
 const RELEASE: &str = "
 WITH locked AS MATERIALIZED (
-    SELECT k.ctid FROM (
+    SELECT x.tenant, x.id FROM (
         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) AS x(tenant, id, fence)
         ORDER BY x.tenant, x.id) x
     CROSS JOIN LATERAL (
-        SELECT t.ctid, t.state, t.fence FROM tasks t WHERE t.tenant = x.tenant AND t.id = x.id
+        SELECT t.state, t.fence FROM tasks t WHERE t.tenant = x.tenant AND t.id = x.id
         LIMIT 1 FOR UPDATE OF t) k
     WHERE k.state = 'running' AND k.fence = x.fence
 ),
@@ -224,7 +225,7 @@ up AS (
     UPDATE tasks t SET state = 'pending', attempt = GREATEST(t.attempt - 1, 0),
            worker_id = NULL, worker_incarnation = NULL, lease_expires_at = NULL,
            deadline_at = NULL, started_at = NULL, updated_at = sentinel_now_ms($4::int8)
-    FROM locked WHERE t.ctid = locked.ctid
+    FROM locked WHERE t.tenant = locked.tenant AND t.id = locked.id
     RETURNING 1
 ),
 n AS (SELECT pg_notify($5, $6) WHERE EXISTS (SELECT 1 FROM up))

@@ -10,7 +10,12 @@
 //! Hot statements find tasks by (tenant, id) with a `LATERAL` subquery with `LIMIT 1` (it
 //! cannot be pulled up into a join the planner may reorder) whose only conditions are the key,
 //! so the primary key is the only index that fits; state and fence are checked outside, on the
-//! version the subquery locked. With `state = 'running'` inside the probe the planner, once
+//! version the subquery locked, and the row is then updated by key alone. Never by the locked
+//! version's `ctid`: when the lock waited for a concurrent writer (a heartbeat extending the
+//! leases), the locked version is newer than the statement's snapshot, a `ctid` scan does not
+//! see it, and the update silently did nothing (completions refused as "task is running");
+//! updated by key, PostgreSQL follows the row to its latest version, which this statement
+//! holds locked. With `state = 'running'` inside the probe the planner, once
 //! statistics say few tasks are running, probed an index on (tenant, state) instead (the one
 //! schema step 5 dropped; a partial index on running tasks invites the same) and read every
 //! running task of the tenant for every key: measured at 47 ms per batch of 150 completions
@@ -38,15 +43,15 @@ pub(crate) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 /// Returns the ordinals (1-based) of the completions that applied.
 ///
 /// Each key is probed on its own, by key alone (see the module documentation), locked, then checked
-/// (running, presented fence) on the locked, latest version, and updated by `ctid`.
+/// (running, presented fence) on the locked, latest version, and updated by key.
 const COMPLETE: &str = "
 WITH clk AS MATERIALIZED (SELECT sentinel_now_ms($1::int8) AS now),
 target AS MATERIALIZED (
-    SELECT i.ord, i.output, x.ctid AS tid
+    SELECT i.ord, i.tenant, i.id, i.output
     FROM unnest($7::text[], $2::text[], $3::int8[], $4::bytea[])
         WITH ORDINALITY AS i(tenant, id, fence, output, ord)
     CROSS JOIN LATERAL (
-        SELECT t.ctid, t.state, t.fence FROM tasks t
+        SELECT t.state, t.fence FROM tasks t
         WHERE t.tenant = i.tenant AND t.id = i.id
         LIMIT 1 FOR UPDATE OF t) x
     WHERE x.state = 'running' AND x.fence = i.fence
@@ -55,7 +60,7 @@ done AS (
     UPDATE tasks t SET state = 'completed', output = g.output, finished_at = clk.now,
         updated_at = clk.now, lease_expires_at = NULL, deadline_at = NULL
     FROM target g, clk
-    WHERE t.ctid = g.tid
+    WHERE t.tenant = g.tenant AND t.id = g.id
     RETURNING g.ord, t.tenant, t.id, t.worker_id,
         GREATEST(clk.now - COALESCE(t.started_at, clk.now), 0) AS dur
 ),

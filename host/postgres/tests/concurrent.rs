@@ -398,3 +398,74 @@ async fn without_autovacuum_the_store_vacuums_its_queue_itself() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A completion (and a lease renewal) that has to wait for a concurrent writer of the same task
+/// (here a heartbeat's lease extension, held open) still applies once that writer commits: the
+/// statement locks the task's latest version and must update that version, which is newer
+/// than the statement's snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_a_task_another_transaction_is_writing_waits_and_applies() {
+    let store = Arc::new(testing::fresh_store(None).await);
+    let schema = store.schema().to_string();
+    store
+        .enqueue(&[NewTask::new("t", "a"), NewTask::new("t", "b")])
+        .await
+        .unwrap();
+    let req = ClaimRequest {
+        worker_id: "w".into(),
+        task_types: None,
+        tenants: None,
+        limit: 2,
+        lease_ms: 60_000,
+        incarnation: 0,
+    };
+    let claimed = store.claim(&req).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+
+    let (mut admin, conn) = tokio_postgres::connect(&testing::url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for task in &claimed {
+        let tx = admin.transaction().await.unwrap();
+        tx.execute(
+            &format!(
+                "UPDATE {schema}.tasks SET lease_expires_at = lease_expires_at + 1
+                 WHERE tenant = $1 AND id = $2"
+            ),
+            &[&task.tenant, &task.id],
+        )
+        .await
+        .unwrap();
+        let settle = {
+            let store = store.clone();
+            let task = task.clone();
+            tokio::spawn(async move {
+                if task.payload == b"a" {
+                    let done = Completion {
+                        tenant: task.tenant.clone(),
+                        task_id: task.id.clone(),
+                        fence: task.fence,
+                        output: b"ok".to_vec(),
+                    };
+                    let s = store.complete(&[done]).await.unwrap();
+                    assert_eq!(s, [Settlement::Applied(TaskState::Completed)], "completion");
+                } else {
+                    let renewed = store
+                        .renew_lease(&task.tenant, &task.id, task.fence, 90_000)
+                        .await
+                        .unwrap();
+                    assert!(renewed.is_ok(), "renewal: {renewed:?}");
+                }
+            })
+        };
+        // Long enough for the settlement to be waiting on the row lock.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!settle.is_finished(), "the settlement waits for the writer");
+        tx.commit().await.unwrap();
+        settle.await.unwrap();
+    }
+    let a = claimed.iter().find(|t| t.payload == b"a").unwrap();
+    let got = store.get_task(&a.tenant, &a.id).await.unwrap().unwrap();
+    assert_eq!(got.state, TaskState::Completed);
+}
