@@ -146,8 +146,8 @@ pub struct HostArgs {
     /// Tasks run at once.
     #[arg(long, env = "WORKER_MAX_TASKS")]
     pub max_tasks: Option<u32>,
-    /// Tasks claimed ahead into a local buffer beyond the running ones (default: --max-tasks;
-    /// 0 claims only for free slots).
+    /// Most tasks claimed ahead into a local buffer beyond the running ones (default 256; the
+    /// host claims about 50 ms of work ahead, at least --max-tasks; 0 claims only for free slots).
     #[arg(long, env = "WORKER_PREFETCH")]
     pub prefetch: Option<u32>,
     /// Longest a buffered task waits for a slot before it is given back (ms, default 250).
