@@ -43,6 +43,7 @@ const USAGE = `usage: bench/peers/run [options]
   --apalis-bin PATH         apalis peer binary (default target/peers/release/apalis-peer)
   --plugins DIR             folder holding echo.wasm/echo.toml (default target/guests/plugins)
   --max-tasks M             --max-tasks of each sentinel-pg worker (default 64)
+  --prefetch P              --prefetch of each sentinel-pg worker (default: Sentinel's, 256)
   --sqlite-max-tasks M      --max-tasks of the sentinel-sqlite host (default: Sentinel's default)
   --graphile-concurrency C  concurrentJobs per graphile-worker process (default 24)
   --bullmq-concurrency C    concurrency per BullMQ worker process (default 50)
@@ -91,6 +92,7 @@ function parseArgs(argv) {
     "--runs": "runs",
     "--workers": "workers",
     "--max-tasks": "maxTasks",
+    "--prefetch": "prefetch",
     "--sqlite-max-tasks": "sqliteMaxTasks",
     "--graphile-concurrency": "graphileConcurrency",
     "--bullmq-concurrency": "bullmqConcurrency",
@@ -592,7 +594,7 @@ function makeSystems(o, ctx) {
     },
 
     "sentinel-pg": {
-      config: `sentinel worker x ${P} on PostgreSQL, --max-tasks ${o.maxTasks}, echo in a WASM sandbox`,
+      config: `sentinel worker x ${P} on PostgreSQL, --max-tasks ${o.maxTasks}${o.prefetch ? ` --prefetch ${o.prefetch}` : ""}, echo in a WASM sandbox`,
       db: "peers_sentinel",
       server: "postgres",
       store() {
@@ -607,7 +609,9 @@ function makeSystems(o, ctx) {
         return [this.probe.backendPid];
       },
       startWorkers() {
-        return sentinelWorkers(this.store(), "sentinel-pg", P, ["--max-tasks", String(o.maxTasks)]);
+        const extra = ["--max-tasks", String(o.maxTasks)];
+        if (o.prefetch) extra.push("--prefetch", String(o.prefetch));
+        return sentinelWorkers(this.store(), "sentinel-pg", P, extra);
       },
       async firstDone() {
         return (await this.probe.query("select exists(select 1 from sentinel.tasks where state = 'completed') as b")).rows[0].b;
