@@ -26,7 +26,7 @@ const ROUNDS: usize = 20;
 const IN_FLIGHT: usize = 16;
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 
-/// CPU seconds (user + system) of the processes whose `comm` is `name`, or of `pid` alone.
+/// CPU seconds (user + system) of the processes `filter(pid, comm)` accepts.
 fn cpu_seconds(filter: &dyn Fn(&str, &str) -> bool) -> f64 {
     let tick = 100.0; // USER_HZ on Linux
     let mut total = 0u64;

@@ -21,8 +21,8 @@
 //!    planner drops the type from the order (it is constant), `tasks_ready_tenant` serves
 //!    it just as well on paper, and a claim for a type with nothing queued then walked the
 //!    whole backlog through it (67 ms at 150,000 queued). The rows of each type's head beyond
-//!    the merge's cut are
-//!    locked too, until the claim commits: other claimers skip them for that long;
+//!    the merge's cut are locked too, until the claim commits: other claimers skip them for
+//!    that long;
 //! 5. the lease; the statement also says whether more than one tenant is backlogged.
 //!
 //! Then, only when more than one tenant is backlogged, a second statement ([`BUMP`]) advances

@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             expired_lock_cannot_be_released_by_its_old_owner,
             release_checks_owner_and_token,
             a_typed_claim_merges_its_types_in_queue_order,
+            a_claim_names_a_bounded_number_of_task_types,
             renew_extends_ttl_and_keeps_token,
             list_locks_filters_by_tenant_owner_and_expiry,
             cleanup_removes_only_expired_locks,

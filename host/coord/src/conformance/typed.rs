@@ -3,6 +3,8 @@
 
 use super::queue::claim_req;
 use super::{StoreFactory, fresh};
+use crate::error::StoreError;
+use crate::model::limits;
 use crate::model::*;
 
 fn payloads(tasks: &[Task]) -> Vec<String> {
@@ -42,4 +44,26 @@ pub async fn a_typed_claim_merges_its_types_in_queue_order(f: &dyn StoreFactory)
     assert_eq!(rest.len(), 51, "the other types stay queued");
     assert_eq!(payloads(&rest)[0], "o0");
     assert_eq!(payloads(&rest)[50], "c1");
+}
+
+/// A claim names at most [`limits::CLAIM_TASK_TYPES`] task types; one more is refused as
+/// `Invalid` naming the field, and claims nothing. At the bound, it claims as usual.
+pub async fn a_claim_names_a_bounded_number_of_task_types(f: &dyn StoreFactory) {
+    let (s, _) = fresh(f).await;
+    s.enqueue(&[NewTask::new("t999", "x")]).await.unwrap();
+    let r = limits::CLAIM_TASK_TYPES;
+    let req = |n: i64| ClaimRequest {
+        task_types: Some((0..n).map(|i| format!("t{i}")).collect()),
+        ..claim_req("w", 10)
+    };
+    match s.claim(&req(r.max + 1)).await {
+        Err(StoreError::Invalid(msg)) => assert!(msg.contains(r.field), "names the field: {msg}"),
+        other => panic!("expected Invalid naming {}, got {other:?}", r.field),
+    }
+    assert_eq!(
+        s.queue_stats(None).await.unwrap().pending,
+        1,
+        "nothing claimed"
+    );
+    assert_eq!(payloads(&s.claim(&req(r.max)).await.unwrap()), ["x"]);
 }

@@ -84,6 +84,8 @@ pub const LEASE_MS: Range = Range::new("lease_ms", 100, 3_600_000);
 pub const LIST_LIMIT: Range = Range::new("limit", 1, 1_000);
 /// Tasks in one submission.
 pub const BATCH_TASKS: Range = Range::new("tasks", 1, 10_000);
+/// Task types one claim names (a host's plugins): each is one index probe per tenant served.
+pub const CLAIM_TASK_TYPES: Range = Range::new("task_types", 0, 1_000);
 
 /// A tenant's fair-share weight.
 pub const TENANT_WEIGHT: Range = Range::new("weight", 1, 1_000);

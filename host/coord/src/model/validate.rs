@@ -57,9 +57,11 @@ impl LockRequest {
 }
 
 impl ClaimRequest {
-    /// `lease_ms` inside [`limits::LEASE_MS`].
+    /// `lease_ms` inside [`limits::LEASE_MS`], at most [`limits::CLAIM_TASK_TYPES`] task types.
     pub fn validate(&self) -> Result<(), RangeError> {
-        validate_lease(self.lease_ms)
+        validate_lease(self.lease_ms)?;
+        let types = self.task_types.as_ref().map_or(0, Vec::len);
+        limits::CLAIM_TASK_TYPES.check(types as i128)
     }
 }
 

@@ -8,7 +8,8 @@
 //! unclaimable rows (blocked by dependencies, affinity or backoff) sit at a tenant's head, as
 //! before tenancy.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::sync::LazyLock;
 
 use rusqlite::{CachedStatement, Transaction, params};
 
@@ -18,10 +19,8 @@ use super::tenants;
 use crate::error::StoreError;
 use crate::model::*;
 
-/// The claimable head of one tenant's queue, in its order, at most `?7` rows.
-const TENANT_HEAD: &str = "SELECT seq FROM tasks INDEXED BY tasks_ready
-    WHERE tenant = ?1 AND state IN ('pending', 'failed') AND run_at <= ?2
-      AND (?3 IS NULL OR task_type IN (SELECT value FROM json_each(?3)))
+/// What makes a queued task claimable by worker `?4` at `?2`, besides its tenant and type.
+const CLAIMABLE: &str = "state IN ('pending', 'failed') AND run_at <= ?2
       AND (required_worker IS NULL OR required_worker = ?4)
       AND (excluded_workers IS NULL
            OR NOT EXISTS (SELECT 1 FROM json_each(tasks.excluded_workers) WHERE value = ?4))
@@ -33,58 +32,58 @@ const TENANT_HEAD: &str = "SELECT seq FROM tasks INDEXED BY tasks_ready
            OR NOT EXISTS (SELECT 1 FROM task_deps d
                           JOIN tasks t2 ON t2.tenant = d.tenant AND t2.id = d.dep_id
                           WHERE d.tenant = tasks.tenant AND d.task_id = tasks.id
-                            AND t2.state <> 'completed'))
-    ORDER BY priority DESC, seq
-    LIMIT ?5";
+                            AND t2.state <> 'completed'))";
 
-/// The claimable head of one tenant's queue of one task type, in its order, at most `?5` rows:
-/// a claim naming its task types reads each type's head from `tasks_ready_type` and merges
-/// them, so tasks of other types queued in front cost nothing (through `tasks_ready` a claim
-/// for a type behind 300,000 tasks of another walked all of them, holding the write lock).
-const TYPE_HEAD: &str = "SELECT priority, seq FROM tasks INDEXED BY tasks_ready_type
-    WHERE tenant = ?1 AND task_type = ?3 AND state IN ('pending', 'failed') AND run_at <= ?2
-      AND (required_worker IS NULL OR required_worker = ?4)
-      AND (excluded_workers IS NULL
-           OR NOT EXISTS (SELECT 1 FROM json_each(tasks.excluded_workers) WHERE value = ?4))
-      AND (same_worker_as IS NULL
-           OR EXISTS (SELECT 1 FROM tasks x
-                      WHERE x.tenant = tasks.tenant AND x.id = tasks.same_worker_as
-                        AND x.worker_id = ?4))
-      AND (depends_on IS NULL
-           OR NOT EXISTS (SELECT 1 FROM task_deps d
-                          JOIN tasks t2 ON t2.tenant = d.tenant AND t2.id = d.dep_id
-                          WHERE d.tenant = tasks.tenant AND d.task_id = tasks.id
-                            AND t2.state <> 'completed'))
-    ORDER BY priority DESC, seq
-    LIMIT ?5";
+/// The claimable head of one tenant's queue (all task types), in its order, at most `?5` rows
+/// (it leaves `?3` unbound, so both heads bind the same parameters).
+static TENANT_HEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT priority, seq FROM tasks INDEXED BY tasks_ready
+         WHERE tenant = ?1 AND {CLAIMABLE}
+         ORDER BY priority DESC, seq LIMIT ?5"
+    )
+});
+
+/// The claimable head of one tenant's queue of one task type `?3`, in its order, at most `?5`
+/// rows: a claim naming its task types reads each type's head from `tasks_ready_type` and
+/// merges them, so tasks of other types queued in front cost nothing (through `tasks_ready` a
+/// claim for a type behind 300,000 tasks of another walked all of them, holding the write lock).
+static TYPE_HEAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT priority, seq FROM tasks INDEXED BY tasks_ready_type
+         WHERE tenant = ?1 AND task_type = ?3 AND {CLAIMABLE}
+         ORDER BY priority DESC, seq LIMIT ?5"
+    )
+});
 
 /// Up to `want` seqs of the tenant's claimable head, in priority/FIFO order, and whether that
-/// is all there is (fewer than `want`).
+/// is all there is (every head read returned fewer than `want`).
 fn read_head(
     tx: &Transaction<'_>,
     tenant: &str,
     now: i64,
     req: &ClaimRequest,
-    types: Option<&str>,
     want: u64,
 ) -> Result<(VecDeque<i64>, bool), StoreError> {
-    let Some(list) = req.task_types.as_ref() else {
-        let mut head = tx.prepare_cached(TENANT_HEAD).map_err(map_err)?;
-        let rows = head
-            .query_map(
-                params![tenant, now, types, req.worker_id, want as i64],
-                |r| r.get::<_, i64>(0),
-            )
-            .and_then(|rows| rows.collect::<Result<VecDeque<i64>, _>>())
-            .map_err(map_err)?;
-        let drained = (rows.len() as u64) < want;
-        return Ok((rows, drained));
+    // One head of all types, or one per named type (each named once).
+    let mut seen = HashSet::new();
+    let heads: Vec<Option<&str>> = match &req.task_types {
+        None => vec![None],
+        Some(list) => (list.iter())
+            .map(String::as_str)
+            .filter(|t| seen.insert(*t))
+            .map(Some)
+            .collect(),
     };
-    let mut head = tx.prepare_cached(TYPE_HEAD).map_err(map_err)?;
+    let sql = if req.task_types.is_none() {
+        &TENANT_HEAD
+    } else {
+        &TYPE_HEAD
+    };
+    let mut head = tx.prepare_cached(sql).map_err(map_err)?;
     let mut merged: Vec<(i64, i64)> = Vec::new();
     let mut drained = true;
-    let mut seen = std::collections::HashSet::new();
-    for task_type in list.iter().filter(|t| seen.insert(t.as_str())) {
+    for task_type in heads {
         let rows = head
             .query_map(
                 params![tenant, now, task_type, req.worker_id, want as i64],
@@ -117,7 +116,6 @@ pub(super) fn claim(
     tx: &Transaction<'_>,
     now: i64,
     req: &ClaimRequest,
-    types: Option<&str>,
 ) -> Result<Vec<Task>, StoreError> {
     let names = match &req.tenants {
         Some(list) => {
@@ -171,7 +169,7 @@ pub(super) fn claim(
             // This tenant's even share of what is left (all of it when alone), at least one.
             let want = ((limit - out.len()).div_ceil(active)) as u64;
             let want = c.headroom.map_or(want, |h| h.min(want)).max(1);
-            let (rows, drained) = read_head(tx, &c.tenant, now, req, types, want)?;
+            let (rows, drained) = read_head(tx, &c.tenant, now, req, want)?;
             if rows.is_empty() {
                 c.exhausted = true;
                 continue;
@@ -204,7 +202,7 @@ pub(super) fn claim(
     Ok(out)
 }
 
-static TAKE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static TAKE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE tasks SET state = 'running', worker_id = ?2, attempt = attempt + 1,
            fence = fence + 1, lease_expires_at = ?3, worker_incarnation = ?5,

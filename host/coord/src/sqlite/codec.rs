@@ -24,10 +24,6 @@ pub(super) fn i64_param(v: u64) -> i64 {
 }
 
 /// Binds an optional id list as a JSON array for `IN (SELECT value FROM json_each(?))`.
-pub(super) fn json_list(v: Option<&Vec<String>>) -> Result<Option<String>, StoreError> {
-    v.map(|l| to_json(l)).transpose()
-}
-
 pub(super) fn next_counter(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<u64, StoreError> {
     let v: i64 = tx
         .prepare_cached("UPDATE counters SET value = value + 1 WHERE name = ?1 RETURNING value")

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::codec::{i64_param, json_list, to_json, u64_col};
+use super::codec::{i64_param, to_json, u64_col};
 use super::registry::add_outcomes;
 use super::tasks::*;
 use super::tenants;
@@ -127,8 +127,7 @@ impl QueueStore for SqliteStore {
             return Ok(Vec::new());
         }
         let req = req.clone();
-        let types = json_list(req.task_types.as_ref())?;
-        self.write(move |tx, now| super::claim::claim(tx, now, &req, types.as_deref()))
+        self.write(move |tx, now| super::claim::claim(tx, now, &req))
             .await
     }
 
